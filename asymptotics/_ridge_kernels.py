@@ -1,0 +1,216 @@
+"""Numba kernels of the ridge deterministic-equivalent solver (see :mod:`asymptotics.ridge`).
+
+Everything is written in terms of the positive eigenvalues ``w`` of Ω (sorted ascending),
+``beta2 = b̃²/w`` and σ_res² = E[y²] − bᵀΩ⁺b. For one point (n, λ) with r = len(w):
+
+    t_i = 1/(w_i + κ),  u_i = w_i t_i,  v_i = κ t_i           (u_i + v_i = 1)
+    df1 = Σ u_i,  df2 = Σ u_i²,  n − df1 = (n − r) + Σ v_i
+
+The fixed-point equation (E1) λ = κ(1 − df1/n) is solved as the root of
+
+    g(κ) = κ [(n − r) + Σ v_i] / n − λ                          (no cancellation in the sum)
+
+which is convex, negative below its root and positive above it (for λ > 0, and for λ = 0
+when n < r). Its derivatives are g′ = 1 − df2/n and g″ = 2 Σ u_i² t_i / n.
+
+Solving a whole grid: one pass computes df1 on a geometric κ-grid covering every point's
+bracket; because the sign of g is monotone in κ, a binary search on that grid gives each
+point a tight bracket, regula falsi an initial guess, and two or three safeguarded Halley
+steps finish. At the root the error formula (E2) is evaluated in the cancellation-free form
+
+    1 − df2/n = λ/κ + Σ u_i v_i / n,
+    E[y²] − bᵀ(Ω+κ)⁻²(Ω+2κ)b = σ_res² + Σ beta2_i v_i².
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Status codes of a solved point.
+OK = 0
+NOT_CONVERGED = 1
+SINGULAR = 2  # λ = 0 and n = rank(Ω): the interpolation peak, test error +inf
+
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_EPS = np.finfo(np.float64).eps
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _sum_v(w, kappa):
+    """Σ κ/(w_i + κ) = r − df1(κ)."""
+    s = 0.0
+    for i in range(w.shape[0]):
+        s += kappa / (w[i] + kappa)
+    return s
+
+
+@njit(cache=True, parallel=True)
+def kappa_grid_sums(w, grid):
+    """Σ_i κ_j/(w_i + κ_j) for every κ_j of ``grid`` (one pass over the spectrum each)."""
+    out = np.empty(grid.shape[0])
+    for j in prange(grid.shape[0]):
+        out[j] = _sum_v(w, grid[j])
+    return out
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _point_sums(w, beta2, kappa):
+    """(Σv, Σu², Σuv, Σu²t, Σ beta2 v²) at κ in one fused pass."""
+    sv = 0.0
+    su2 = 0.0
+    suv = 0.0
+    su2t = 0.0
+    sb = 0.0
+    for i in range(w.shape[0]):
+        t = 1.0 / (w[i] + kappa)
+        u = w[i] * t
+        v = kappa * t
+        sv += v
+        su2 += u * u
+        suv += u * v
+        su2t += u * u * t
+        sb += beta2[i] * v * v
+    return sv, su2, suv, su2t, sb
+
+
+@njit(cache=True)
+def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol):
+    """Solve one (n, λ) point; returns (κ, Σv, Σu², Σuv, Σ beta2 v², iterations, status)."""
+    m = grid.shape[0]
+    nr = n - r
+    # Binary search: first grid index with g >= 0 (g is sign-monotone in κ).
+    lo_i = 0
+    hi_i = m
+    while lo_i < hi_i:
+        mid = (lo_i + hi_i) // 2
+        if grid[mid] * (nr + grid_sv[mid]) / n - lam >= 0.0:
+            hi_i = mid
+        else:
+            lo_i = mid + 1
+    j = lo_i
+    if j == 0:
+        a = grid[0]
+        ga = grid[0] * (nr + grid_sv[0]) / n - lam
+        b = a
+        gb = ga
+    elif j == m:
+        a = grid[m - 1]
+        ga = a * (nr + grid_sv[m - 1]) / n - lam
+        b = a
+        gb = ga
+    else:
+        a = grid[j - 1]
+        ga = a * (nr + grid_sv[j - 1]) / n - lam
+        b = grid[j]
+        gb = b * (nr + grid_sv[j]) / n - lam
+    if j == 0 or j == m:
+        # Root outside the grid (only through rounding at the ends): widen to the
+        # analytic bracket of (E1).
+        trace = 0.0
+        for i in range(w.shape[0]):
+            trace += w[i]
+        if lam > 0.0:
+            a = lam
+            b = lam + trace / n
+        else:
+            a = w[0] * (r - n) / n
+            b = trace / n
+        ga = -1.0
+        gb = 1.0
+        x = 0.5 * (a + b)
+    elif gb == 0.0:
+        x = b
+    else:
+        x = a - ga * (b - a) / (gb - ga)
+        if not (a < x < b):
+            x = 0.5 * (a + b)
+
+    status = NOT_CONVERGED
+    it = 0
+    sv = su2 = suv = sb = 0.0
+    while it < max_iter:
+        it += 1
+        sv, su2, suv, su2t, sb = _point_sums(w, beta2, x)
+        g = x * (nr + sv) / n - lam
+        if g < 0.0:
+            a = x
+        elif g > 0.0:
+            b = x
+        else:
+            status = OK
+            break
+        dg = 1.0 - su2 / n
+        # Rounding floor of g: converged once g is at its noise level.
+        if abs(g) <= 16.0 * _EPS * (x * (abs(nr) + sv) / n + lam):
+            status = OK
+            break
+        if dg > 0.0:
+            d2g = 2.0 * su2t / n
+            step = g / dg
+            corr = 1.0 - 0.5 * step * d2g / dg
+            if corr > 0.5:
+                step = step / corr  # Halley
+            x_new = x - step
+        else:
+            x_new = -1.0
+        if abs(x_new - x) <= rtol * x:
+            status = OK
+            break
+        if not (a < x_new < b):
+            x_new = 0.5 * (a + b)
+        if b - a <= rtol * x:
+            status = OK
+            break
+        x = x_new
+    return x, sv, su2, suv, sb, it, status
+
+
+@njit(cache=True, parallel=True)
+def solve_grid(w, beta2, sigma_res2, n_arr, lam_arr, grid, grid_sv, max_iter, rtol,
+               kappa, df1, df2, test, train, bias, variance, iters, status):
+    """Solve every point (n_arr[k], lam_arr[k]) of a flattened grid in parallel."""
+    r = w.shape[0]
+    for k in prange(n_arr.shape[0]):
+        n = n_arr[k]
+        lam = lam_arr[k]
+        if lam == 0.0 and n >= r:
+            # Ridgeless, under-parametrised (or at the peak): κ = 0 exactly.
+            kappa[k] = 0.0
+            df1[k] = r
+            df2[k] = r
+            iters[k] = 0
+            train[k] = sigma_res2 * (n - r) / n
+            bias[k] = 0.0
+            if n > r:
+                test[k] = sigma_res2 * n / (n - r)
+                variance[k] = sigma_res2 * r / (n - r)
+                status[k] = OK
+            else:
+                test[k] = np.inf
+                variance[k] = np.inf
+                status[k] = SINGULAR
+            continue
+        if r == 0:
+            kappa[k] = lam
+            df1[k] = 0.0
+            df2[k] = 0.0
+            test[k] = sigma_res2
+            train[k] = sigma_res2
+            bias[k] = 0.0
+            variance[k] = 0.0
+            iters[k] = 0
+            status[k] = OK
+            continue
+        x, sv, su2, suv, sb, it, st = _solve_point(
+            w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol)
+        denom = lam / x + suv / n
+        e = (sigma_res2 + sb) / denom
+        kappa[k] = x
+        df1[k] = r - sv
+        df2[k] = su2
+        test[k] = e
+        train[k] = (lam / x) ** 2 * e
+        bias[k] = sb / denom
+        variance[k] = sigma_res2 * (su2 / n) / denom
+        iters[k] = it
+        status[k] = st

@@ -1,0 +1,245 @@
+"""Synthetic data for the finite-size simulators.
+
+Gaussian features with prescribed second moments
+------------------------------------------------
+The ridge theory only sees the population moments of (features, label)::
+
+    Omega = E[phi phi^T] = U diag(w) U^T,    b = E[phi y],    E[y^2] = y2,
+
+so the cleanest finite-size check draws jointly Gaussian (phi, y) with exactly these
+moments. In the eigenbasis of Omega (``b_eigen = U^T b``)::
+
+    phi_eig = sqrt(w) * z,                      z ~ N(0, I_p)
+    y       = beta^T phi_eig + sigma_res * xi,  xi ~ N(0, 1) independent of z,
+    beta_i  = b_i / w_i  on w_i > 0   (0 where w_i = 0),   i.e. beta = Omega^+ b,
+    sigma_res^2 = y2 - sum_{w_i > 0} b_i^2 / w_i = y2 - b^T Omega^+ b  >= 0,
+
+which gives E[phi_eig y] = b_eigen and E[y^2] = y2. ``sigma_res^2`` is the error of the
+best linear predictor (label noise plus misspecification). A component of ``b`` on a
+zero eigenvalue is impossible (Cauchy-Schwarz: b_i^2 <= w_i E[y^2]) and is rejected.
+
+Conventions: samples are rows (F is n x p); randomness comes only from the
+``numpy.random.Generator`` passed in (see :mod:`simulations.rng`).
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "GaussianMoments",
+    "validate_moments",
+    "sample_gaussian_features",
+    "sample_from_moments",
+]
+
+#: Eigenvalues down to ``-NEG_EIG_RTOL * max(eigenvalues)`` are round-off and clipped to 0.
+NEG_EIG_RTOL = 1e-12
+#: Relative tolerance on ``y2 >= b^T Omega^+ b`` (inside it, sigma_res^2 is clipped at 0).
+RESIDUAL_RTOL = 1e-8
+
+
+@dataclass(frozen=True)
+class GaussianMoments:
+    """Validated population moments in the eigenbasis of Omega.
+
+    Attributes
+    ----------
+    eigenvalues : (p,) float64, clipped at 0 (w).
+    b_eigen : (p,) float64, b in the eigenbasis.
+    y2 : float, E[y^2].
+    positive : (p,) bool, w_i > 0.
+    explained : float, b^T Omega^+ b = sum_{w>0} b_i^2/w_i (variance of the best linear
+        predictor).
+    sigma_res2 : float, y2 - explained, clipped at 0 within tolerance.
+    """
+
+    eigenvalues: np.ndarray
+    b_eigen: np.ndarray
+    y2: float
+    positive: np.ndarray
+    explained: float
+    sigma_res2: float
+
+    @property
+    def p(self) -> int:
+        return self.eigenvalues.shape[0]
+
+    @property
+    def beta(self) -> np.ndarray:
+        """Best linear predictor Omega^+ b in the eigenbasis."""
+        out = np.zeros_like(self.b_eigen)
+        pos = self.positive
+        out[pos] = self.b_eigen[pos] / self.eigenvalues[pos]
+        return out
+
+
+def _finite_vector(x, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def validate_moments(eigenvalues, b_eigen, y2) -> GaussianMoments:
+    """Check (w, b, E[y^2]) describe a valid joint distribution of (phi, y).
+
+    Raises ``ValueError`` naming the argument for: non-1-D / empty / non-finite arrays,
+    shape mismatch, eigenvalues below ``-1e-12 * max(w)`` (those above are clipped to 0),
+    a component of ``b_eigen`` on a zero eigenvalue (beyond the Cauchy-Schwarz bound
+    implied by the clipping tolerance), non-finite or negative ``y2``, and
+    ``y2 < b^T Omega^+ b`` beyond a relative tolerance of 1e-8.
+    """
+    w = _finite_vector(eigenvalues, "eigenvalues")
+    b = _finite_vector(b_eigen, "b_eigen")
+    if b.shape != w.shape:
+        raise ValueError(
+            f"b_eigen must have the same shape as eigenvalues, got {b.shape} and {w.shape}"
+        )
+    try:
+        y2f = float(y2)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("y2 must be a real number") from exc
+    if not np.isfinite(y2f) or y2f < 0:
+        raise ValueError(f"y2 = E[y^2] must be finite and non-negative, got {y2!r}")
+
+    wmax = float(w.max())
+    if wmax < 0 or w.min() < -NEG_EIG_RTOL * max(wmax, 0.0):
+        raise ValueError(
+            f"eigenvalues must be non-negative (Omega is PSD); smallest is {w.min():.3e}"
+        )
+    w = np.clip(w, 0.0, None)
+    pos = w > 0
+    zero = ~pos
+    if np.any(zero):
+        # Cauchy-Schwarz: b_i^2 <= w_i y2, and a clipped eigenvalue was <= 1e-12 max(w).
+        bound = np.sqrt(NEG_EIG_RTOL * max(wmax, 0.0) * y2f) * (1 + 1e-6)
+        bad = np.abs(b[zero]) > bound
+        if np.any(bad):
+            i = np.flatnonzero(zero)[np.argmax(bad)]
+            raise ValueError(
+                f"b_eigen has a component on a zero eigenvalue (index {i}, b = {b[i]:.3e}): "
+                "E[phi_i y] must vanish where Var(phi_i) = 0"
+            )
+    explained = float(np.sum(b[pos] ** 2 / w[pos]))
+    sigma_res2 = y2f - explained
+    if sigma_res2 < 0:
+        if -sigma_res2 > RESIDUAL_RTOL * max(y2f, explained):
+            raise ValueError(
+                f"y2 = {y2f!r} is smaller than b^T Omega^+ b = {explained!r}: "
+                "no joint distribution has these moments"
+            )
+        sigma_res2 = 0.0
+    return GaussianMoments(w, b, y2f, pos, explained, sigma_res2)
+
+
+def _check_n(n, name: str = "n") -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    if n <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _check_basis(basis, p: int) -> np.ndarray:
+    U = np.asarray(basis)
+    if U.shape != (p, p):
+        raise ValueError(f"basis must be a ({p}, {p}) orthogonal matrix, got shape {U.shape}")
+    if not np.issubdtype(U.dtype, np.floating):
+        U = U.astype(np.float64)
+    if not np.all(np.isfinite(U)):
+        raise ValueError("basis contains NaN or inf")
+    tol = np.sqrt(np.finfo(U.dtype).eps) * max(1.0, np.sqrt(p))
+    if np.abs(U.T @ U - np.eye(p)).max() > tol:
+        raise ValueError("basis must be orthogonal (U^T U = I)")
+    return U
+
+
+def sample_gaussian_features(
+    eigenvalues,
+    b_eigen,
+    y2,
+    n: int,
+    rng: np.random.Generator,
+    dtype=np.float64,
+    basis=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw n i.i.d. jointly Gaussian (features, label) pairs with given moments.
+
+    Parameters
+    ----------
+    eigenvalues : (p,) array
+        Eigenvalues w of Omega = E[phi phi^T] (non-negative; round-off negatives down
+        to -1e-12 max(w) are clipped to 0).
+    b_eigen : (p,) array
+        b = E[phi y] in the eigenbasis of Omega (U^T b).
+    y2 : float
+        E[y^2]; must satisfy y2 >= b^T Omega^+ b.
+    n : int
+        Number of samples (rows), > 0.
+    rng : numpy.random.Generator
+        The only source of randomness (e.g. ``simulations.rng.child_rng(seed, ...)``).
+    dtype : float64 (default) or float32
+        With float32 the standard normals are drawn directly in float32
+        (``rng.standard_normal(size, dtype=np.float32)``), halving memory and time.
+    basis : (p, p) orthogonal array, optional
+        U with Omega = U diag(w) U^T. If given the features are returned in the
+        original basis, ``F_eig @ U.T`` (covariance Omega, E[phi y] = U b_eigen).
+
+    Returns
+    -------
+    F : (n, p) array of ``dtype``, rows are samples.
+    y : (n,) array of ``dtype``.
+
+    Notes
+    -----
+    F_eig = Z diag(sqrt(w)), y = Z (b/sqrt(w)) + sigma_res xi with Z (n x p) and xi (n,)
+    standard normal, drawn in that order; hence E[F^T F/n] = diag(w), E[F^T y/n] = b,
+    E[y^2] = y2 exactly (see the module docstring).
+    """
+    mom = validate_moments(eigenvalues, b_eigen, y2)
+    n = _check_n(n)
+    dt = _check_dtype(dtype)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    U = None if basis is None else _check_basis(basis, mom.p)
+    return sample_from_moments(mom, n, rng, dt, U)
+
+
+def sample_from_moments(
+    mom: GaussianMoments, n: int, rng: np.random.Generator, dtype=np.float64, basis=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_gaussian_features` for already validated moments (no input checks).
+
+    Useful in loops that draw many samples from the same model.
+    """
+    dt = np.dtype(dtype)
+    U = basis
+    sqrt_w = np.sqrt(mom.eigenvalues)
+    gamma = np.zeros(mom.p)  # y = Z @ gamma + sigma_res xi, gamma_i = b_i / sqrt(w_i)
+    gamma[mom.positive] = mom.b_eigen[mom.positive] / sqrt_w[mom.positive]
+
+    Z = rng.standard_normal((n, mom.p), dtype=dt)
+    xi = rng.standard_normal(n, dtype=dt)
+    y = Z @ gamma.astype(dt)
+    y += dt.type(np.sqrt(mom.sigma_res2)) * xi
+    Z *= sqrt_w.astype(dt)  # in place: Z is now F in the eigenbasis
+    if U is not None:
+        Z = Z @ U.T.astype(dt, copy=False)
+    return Z, y
