@@ -4,11 +4,15 @@ Everything is written in terms of the positive eigenvalues ``w`` of Ω (sorted a
 ``beta2 = b̃²/w`` and σ_res² = E[y²] − bᵀΩ⁺b. For one point (n, λ) with r = len(w):
 
     t_i = 1/(w_i + κ),  u_i = w_i t_i,  v_i = κ t_i           (u_i + v_i = 1)
-    df1 = Σ u_i,  df2 = Σ u_i²,  n − df1 = (n − r) + Σ v_i
+    df1 = Σ u_i,  df2 = Σ u_i²,  n − df1 = n − Σ u_i = (n − r) + Σ v_i
 
 The fixed-point equation (E1) λ = κ(1 − df1/n) is solved as the root of
 
-    g(κ) = κ [(n − r) + Σ v_i] / n − λ                          (no cancellation in the sum)
+    g(κ) = κ (n − df1) / n − λ
+
+where n − df1 is formed from whichever of the two sums is smaller (Σu when df1 < r/2, else
+(n − r) + Σv): its rounding error is then eps·min(df1, r − df1) instead of eps·r, which keeps
+κ accurate both for n ≪ r at large κ and next to the interpolation threshold at small κ.
 
 which is convex, negative below its root and positive above it (for λ > 0, and for λ = 0
 when n < r). Its derivatives are g′ = 1 − df2/n and g″ = 2 Σ u_i² t_i / n.
@@ -36,26 +40,39 @@ _EPS = np.finfo(np.float64).eps
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _sum_v(w, kappa):
-    """Σ κ/(w_i + κ) = r − df1(κ)."""
-    s = 0.0
+def _sum_uv(w, kappa):
+    """(Σ w_i/(w_i + κ), Σ κ/(w_i + κ)) = (df1, r − df1), each accurate to relative eps."""
+    su = 0.0
+    sv = 0.0
     for i in range(w.shape[0]):
-        s += kappa / (w[i] + kappa)
-    return s
+        t = 1.0 / (w[i] + kappa)
+        su += w[i] * t
+        sv += kappa * t
+    return su, sv
+
+
+@njit(cache=True)
+def _n_minus_df1(n, r, su, sv):
+    """n − df1 from the smaller of the two sums, and the size of its rounding error / eps."""
+    if su < sv:
+        return n - su, n + su
+    return (n - r) + sv, abs(n - r) + sv
 
 
 @njit(cache=True, parallel=True)
 def kappa_grid_sums(w, grid):
-    """Σ_i κ_j/(w_i + κ_j) for every κ_j of ``grid`` (one pass over the spectrum each)."""
-    out = np.empty(grid.shape[0])
+    """(df1, r − df1) at every κ_j of ``grid`` (one pass over the spectrum each)."""
+    su = np.empty(grid.shape[0])
+    sv = np.empty(grid.shape[0])
     for j in prange(grid.shape[0]):
-        out[j] = _sum_v(w, grid[j])
-    return out
+        su[j], sv[j] = _sum_uv(w, grid[j])
+    return su, sv
 
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _point_sums(w, beta2, kappa):
-    """(Σv, Σu², Σuv, Σu²t, Σ beta2 v²) at κ in one fused pass."""
+    """(Σu, Σv, Σu², Σuv, Σu²t, Σ beta2 v²) at κ in one fused pass."""
+    su = 0.0
     sv = 0.0
     su2 = 0.0
     suv = 0.0
@@ -65,44 +82,49 @@ def _point_sums(w, beta2, kappa):
         t = 1.0 / (w[i] + kappa)
         u = w[i] * t
         v = kappa * t
+        su += u
         sv += v
         su2 += u * u
         suv += u * v
         su2t += u * u * t
         sb += beta2[i] * v * v
-    return sv, su2, suv, su2t, sb
+    return su, sv, su2, suv, su2t, sb
 
 
 @njit(cache=True)
-def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol):
-    """Solve one (n, λ) point; returns (κ, Σv, Σu², Σuv, Σ beta2 v², iterations, status)."""
+def _g_grid(n, r, lam, grid, grid_su, grid_sv, j):
+    return grid[j] * _n_minus_df1(n, r, grid_su[j], grid_sv[j])[0] / n - lam
+
+
+@njit(cache=True)
+def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_su, grid_sv, max_iter, rtol):
+    """Solve one (n, λ) point; returns (κ, Σu, Σu², Σuv, Σ beta2 v², iterations, status)."""
     m = grid.shape[0]
-    nr = n - r
     # Binary search: first grid index with g >= 0 (g is sign-monotone in κ).
     lo_i = 0
     hi_i = m
     while lo_i < hi_i:
         mid = (lo_i + hi_i) // 2
-        if grid[mid] * (nr + grid_sv[mid]) / n - lam >= 0.0:
+        if _g_grid(n, r, lam, grid, grid_su, grid_sv, mid) >= 0.0:
             hi_i = mid
         else:
             lo_i = mid + 1
     j = lo_i
     if j == 0:
         a = grid[0]
-        ga = grid[0] * (nr + grid_sv[0]) / n - lam
+        ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, 0)
         b = a
         gb = ga
     elif j == m:
         a = grid[m - 1]
-        ga = a * (nr + grid_sv[m - 1]) / n - lam
+        ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, m - 1)
         b = a
         gb = ga
     else:
         a = grid[j - 1]
-        ga = a * (nr + grid_sv[j - 1]) / n - lam
+        ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, j - 1)
         b = grid[j]
-        gb = b * (nr + grid_sv[j]) / n - lam
+        gb = _g_grid(n, r, lam, grid, grid_su, grid_sv, j)
     if j == 0 or j == m:
         # Root outside the grid (only through rounding at the ends): widen to the
         # analytic bracket of (E1).
@@ -127,11 +149,12 @@ def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol)
 
     status = NOT_CONVERGED
     it = 0
-    sv = su2 = suv = sb = 0.0
+    su = su2 = suv = sb = 0.0
     while it < max_iter:
         it += 1
-        sv, su2, suv, su2t, sb = _point_sums(w, beta2, x)
-        g = x * (nr + sv) / n - lam
+        su, sv, su2, suv, su2t, sb = _point_sums(w, beta2, x)
+        nd, nd_scale = _n_minus_df1(n, r, su, sv)
+        g = x * nd / n - lam
         if g < 0.0:
             a = x
         elif g > 0.0:
@@ -141,7 +164,7 @@ def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol)
             break
         dg = 1.0 - su2 / n
         # Rounding floor of g: converged once g is at its noise level.
-        if abs(g) <= 16.0 * _EPS * (x * (abs(nr) + sv) / n + lam):
+        if abs(g) <= 4.0 * _EPS * (x * nd_scale / n + lam):
             status = OK
             break
         if dg > 0.0:
@@ -162,11 +185,11 @@ def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol)
             status = OK
             break
         x = x_new
-    return x, sv, su2, suv, sb, it, status
+    return x, su, su2, suv, sb, it, status
 
 
 @njit(cache=True, parallel=True)
-def solve_grid(w, beta2, sigma_res2, n_arr, lam_arr, grid, grid_sv, max_iter, rtol,
+def solve_grid(w, beta2, sigma_res2, n_arr, lam_arr, grid, grid_su, grid_sv, max_iter, rtol,
                kappa, df1, df2, test, train, bias, variance, iters, status):
     """Solve every point (n_arr[k], lam_arr[k]) of a flattened grid in parallel."""
     r = w.shape[0]
@@ -201,12 +224,12 @@ def solve_grid(w, beta2, sigma_res2, n_arr, lam_arr, grid, grid_sv, max_iter, rt
             iters[k] = 0
             status[k] = OK
             continue
-        x, sv, su2, suv, sb, it, st = _solve_point(
-            w, beta2, sigma_res2, r, n, lam, grid, grid_sv, max_iter, rtol)
+        x, su, su2, suv, sb, it, st = _solve_point(
+            w, beta2, sigma_res2, r, n, lam, grid, grid_su, grid_sv, max_iter, rtol)
         denom = lam / x + suv / n
         e = (sigma_res2 + sb) / denom
         kappa[k] = x
-        df1[k] = r - sv
+        df1[k] = su
         df2[k] = su2
         test[k] = e
         train[k] = (lam / x) ** 2 * e

@@ -256,11 +256,11 @@ class GaussianCovariateModel:
             # ~one pass over the spectrum per two points: brackets tight enough for 2-3 steps.
             grid_size = int(np.clip(m // 2, 16, 1024))
         grid = self._kappa_grid(nf, lf, grid_size)
-        grid_sv = _k.kappa_grid_sums(self.eigenvalues, grid)
+        grid_su, grid_sv = _k.kappa_grid_sums(self.eigenvalues, grid)
         out = {name: np.empty(m) for name in ("kappa", "df1", "df2", "test", "train", "bias", "variance")}
         iters = np.empty(m, dtype=np.int64)
         status = np.empty(m, dtype=np.int8)
-        _k.solve_grid(self.eigenvalues, self._beta2, self.residual_variance, nf, lf, grid, grid_sv,
+        _k.solve_grid(self.eigenvalues, self._beta2, self.residual_variance, nf, lf, grid, grid_su, grid_sv,
                       int(max_iter), float(rtol), out["kappa"], out["df1"], out["df2"], out["test"],
                       out["train"], out["bias"], out["variance"], iters, status)
         _warn_status(status, nf, lf)
