@@ -1,0 +1,53 @@
+"""Command line: ``asymptotics list`` and ``asymptotics reproduce NAME``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import experiments
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="asymptotics", description="High-dimensional learning curves: "
+                                 "theory and simulation side by side.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the reproducible experiments")
+    rep = sub.add_parser("reproduce", help="run an experiment; write NAME.png, NAME.csv, NAME.json")
+    rep.add_argument("name", help="experiment name (see `asymptotics list`)")
+    rep.add_argument("--quick", action="store_true", help="small sizes that run in seconds")
+    rep.add_argument("--out", default="results", help="output folder (default: results)")
+    rep.add_argument("--seeds", type=int, default=None,
+                     help="number of seeds per simulated point (default: the experiment's)")
+    rep.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        for name in experiments.names():
+            print(f"{name:24s} {experiments.get(name).description}")
+        return 0
+    try:
+        experiments.get(args.name)
+    except KeyError as exc:
+        print(f"asymptotics: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print("asymptotics: --seeds must be a positive integer", file=sys.stderr)
+        return 2
+    if args.seed < 0:
+        print("asymptotics: --seed must be non-negative", file=sys.stderr)
+        return 2
+    meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed)
+    overall = meta["agreement"]["overall"]
+    print(f"{args.name}: wrote {', '.join(meta['files'])} to {args.out} in {meta['wall_time_s']:.1f} s")
+    if overall:
+        print("agreement (theory vs simulation, z = deviation / standard error over seeds): "
+              + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in overall.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

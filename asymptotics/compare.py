@@ -1,0 +1,206 @@
+"""Theory next to simulation: alignment, agreement metrics, tidy tables and overlays.
+
+This module (with :mod:`asymptotics.experiments` and :mod:`asymptotics.cli`) is the only place
+that sees both the theory and the simulators; it works on plain arrays.
+
+Agreement of a theory value T with a simulated mean m over S seeds (standard deviation s):
+
+    z = (m − T) / (s/√S)          (the standard error of the mean is the error bar used here)
+
+reported per point, with the fraction of points with |z| < 3 and the largest relative deviation
+|m − T|/|T|. Error bars drawn on plots and written to CSV are the standard deviation over seeds
+(as in the papers), not the standard error.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Agreement", "agreement", "Panel", "Series", "tidy_rows", "write_csv", "overlay",
+           "series_agreement", "CSV_COLUMNS"]
+
+CSV_COLUMNS = ("panel", "series", "kind", "x", "y", "y_err", "n_seeds")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Agreement metrics of simulated means against theory values."""
+
+    n_points: int
+    fraction_within_3sigma: float
+    max_abs_z: float
+    mean_abs_z: float
+    max_relative_deviation: float
+    n_excluded: int = 0  # points with a non-finite theory value or no error bar
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(self).items()}
+
+
+def agreement(theory, sim_mean, sim_std, n_seeds) -> tuple[Agreement, np.ndarray]:
+    """Per-point z-scores (standard error over seeds) and summary metrics.
+
+    Points whose theory value is not finite (e.g. the ridgeless interpolation peak) or that have
+    fewer than two seeds are excluded and counted in ``n_excluded``. A zero standard error with an
+    exact match gives z = 0, with a mismatch |z| = inf.
+    """
+    theory, mean, std, seeds = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
+                                                      (theory, sim_mean, sim_std, n_seeds)))
+    if np.any(seeds < 1):
+        raise ValueError("n_seeds must be >= 1")
+    if np.any(std < 0):
+        raise ValueError("sim_std must be >= 0")
+    use = np.isfinite(theory) & np.isfinite(mean) & (seeds >= 2)
+    se = std / np.sqrt(seeds)
+    diff = mean - theory
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.inf * np.sign(diff)))
+        rel = np.abs(diff) / np.abs(theory)
+    z = np.where(use, z, np.nan)
+    if not np.any(use):
+        return Agreement(0, math.nan, math.nan, math.nan, math.nan, int(use.size)), z
+    az = np.abs(z[use])
+    return Agreement(
+        n_points=int(use.sum()),
+        fraction_within_3sigma=float(np.mean(az < 3)),
+        max_abs_z=float(az.max()),
+        mean_abs_z=float(az.mean()),
+        max_relative_deviation=float(np.max(rel[use])),
+        n_excluded=int((~use).sum()),
+    ), z
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes of a figure."""
+
+    name: str
+    xlabel: str
+    ylabel: str
+    xscale: str = "log"
+    yscale: str = "log"
+    title: str = ""
+    ylim: tuple[float, float] | None = None
+
+
+@dataclass
+class Series:
+    """One curve: a theory line and/or simulated points (mean ± std over seeds) on a panel.
+
+    ``theory_at_sim`` is the theory evaluated exactly at the simulated x (used for agreement);
+    ``extra_theory`` holds further theory-only lines drawn dashed (e.g. a closed form).
+    """
+
+    panel: str
+    name: str
+    theory_x: np.ndarray | None = None
+    theory_y: np.ndarray | None = None
+    sim_x: np.ndarray | None = None
+    sim_mean: np.ndarray | None = None
+    sim_std: np.ndarray | None = None
+    n_seeds: int = 0
+    theory_at_sim: np.ndarray | None = None
+    style: dict = field(default_factory=dict)
+
+
+def series_agreement(series: Sequence[Series]) -> dict:
+    """Agreement per series (those with simulation and theory_at_sim) and pooled over all."""
+    per, zs, rel, excluded = {}, [], [], 0
+    for s in series:
+        if s.sim_mean is None or s.theory_at_sim is None:
+            continue
+        ag, z = agreement(s.theory_at_sim, s.sim_mean, s.sim_std, s.n_seeds)
+        per[f"{s.panel}/{s.name}"] = ag.as_dict()
+        ok = np.isfinite(z)
+        zs.append(np.abs(z[ok]))
+        excluded += ag.n_excluded
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.abs(np.asarray(s.sim_mean) - s.theory_at_sim) / np.abs(s.theory_at_sim)
+        rel.append(r[ok])
+    if not zs or sum(len(z) for z in zs) == 0:
+        return {"overall": None, "series": per}
+    az, rr = np.concatenate(zs), np.concatenate(rel)
+    overall = Agreement(int(az.size), float(np.mean(az < 3)), float(az.max()), float(az.mean()),
+                        float(rr.max()), excluded)
+    return {"overall": overall.as_dict(), "series": per}
+
+
+def tidy_rows(series: Sequence[Series]) -> list[dict]:
+    """Long-form rows (panel, series, kind, x, y, y_err, n_seeds) of all series."""
+    rows = []
+    for s in series:
+        if s.theory_x is not None:
+            for x, y in zip(np.asarray(s.theory_x), np.asarray(s.theory_y)):
+                rows.append(dict(panel=s.panel, series=s.name, kind="theory", x=float(x), y=float(y),
+                                 y_err="", n_seeds=""))
+        if s.sim_x is not None:
+            for x, y, e in zip(np.asarray(s.sim_x), np.asarray(s.sim_mean), np.asarray(s.sim_std)):
+                rows.append(dict(panel=s.panel, series=s.name, kind="simulation", x=float(x), y=float(y),
+                                 y_err=float(e), n_seeds=int(s.n_seeds)))
+    return rows
+
+
+def write_csv(rows: Sequence[dict], path) -> Path:
+    """Write tidy rows with the columns of :data:`CSV_COLUMNS` (floats with full precision)."""
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return path
+
+
+def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, title: str = "",
+            ncols: int | None = None):
+    """Theory lines with simulated points (error bars = std over seeds), one axes per panel."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ncols = ncols or min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows), squeeze=False)
+    by_name = {p.name: ax for p, ax in zip(panels, axes.ravel())}
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    counters: dict[str, int] = {}
+    for s in series:
+        ax = by_name[s.panel]
+        i = counters.get(s.panel, 0)
+        counters[s.panel] = i + 1
+        colour = s.style.get("color", colours[i % len(colours)])
+        if s.theory_x is not None:
+            y = np.asarray(s.theory_y, dtype=float)
+            ax.plot(s.theory_x, np.where(np.isfinite(y), y, np.nan), color=colour,
+                    ls=s.style.get("ls", "-"), lw=s.style.get("lw", 1.6), label=s.name)
+        if s.sim_x is not None:
+            ax.errorbar(s.sim_x, s.sim_mean, yerr=s.sim_std, fmt=s.style.get("marker", "o"), ms=4,
+                        color=colour, capsize=2, lw=1,
+                        label=None if s.theory_x is not None else s.name)
+    for p in panels:
+        ax = by_name[p.name]
+        ax.set_xscale(p.xscale)
+        ax.set_yscale(p.yscale)
+        ax.set_xlabel(p.xlabel)
+        ax.set_ylabel(p.ylabel)
+        if p.ylim:
+            ax.set_ylim(*p.ylim)
+        ax.set_title(p.title or p.name, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig

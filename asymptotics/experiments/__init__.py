@@ -1,0 +1,120 @@
+"""Registry of reproducible experiments: one function per paper figure.
+
+An experiment is registered with :func:`register` and run by :func:`run`, which writes into the
+output folder ``NAME.png`` (theory lines, simulated points with error bars), ``NAME.csv`` (tidy:
+panel, series, kind, x, y, y_err, n_seeds) and ``NAME.json`` (parameters, seeds, package versions,
+wall time, agreement metrics). Each experiment has a ``quick`` size (seconds) and a ``full`` size
+(the paper's).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..compare import Panel, Series, overlay, series_agreement, tidy_rows, write_csv
+
+__all__ = ["Experiment", "ExperimentOutput", "register", "get", "names", "run"]
+
+_MODULES = ("ridge",)  # experiment modules, imported lazily by the registry
+_REGISTRY: dict[str, "Experiment"] = {}
+
+
+@dataclass
+class ExperimentOutput:
+    """What an experiment function returns: the figure's content and its parameters."""
+
+    panels: Sequence[Panel]
+    series: Sequence[Series]
+    parameters: dict
+    title: str = ""
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    function: Callable[..., ExperimentOutput]
+    default_seeds: dict  # {"quick": S, "full": S}
+
+
+def register(name: str, description: str, quick_seeds: int, full_seeds: int):
+    """Decorator registering ``f(quick: bool, seeds: int, seed: int) -> ExperimentOutput``."""
+
+    def deco(f):
+        if name in _REGISTRY:
+            raise ValueError(f"experiment {name!r} registered twice")
+        _REGISTRY[name] = Experiment(name, description, f, {"quick": quick_seeds, "full": full_seeds})
+        return f
+
+    return deco
+
+
+def _load_all() -> None:
+    for mod in _MODULES:
+        importlib.import_module(f"{__name__}.{mod}")
+
+
+def names() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Experiment:
+    _load_all()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("asymptotics", "numpy", "scipy", "numba", "mpmath", "sympy", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0) -> dict:
+    """Run experiment ``name`` and write NAME.png, NAME.csv, NAME.json into ``out``.
+
+    Returns the JSON metadata (also written to disk).
+    """
+    exp = get(name)
+    if seeds is None:
+        seeds = exp.default_seeds["quick" if quick else "full"]
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = exp.function(quick=quick, seeds=seeds, seed=seed)
+    wall = time.perf_counter() - t0
+    rows = tidy_rows(result.series)
+    write_csv(rows, out / f"{name}.csv")
+    overlay(result.panels, result.series, out / f"{name}.png", title=result.title)
+    meta = {
+        "experiment": name,
+        "description": exp.description,
+        "size": "quick" if quick else "full",
+        "parameters": result.parameters,
+        "seeds": {"count": seeds, "root_seed": seed},
+        "versions": _versions(),
+        "wall_time_s": round(wall, 3),
+        "agreement": series_agreement(result.series),
+        "notes": result.notes,
+        "files": [f"{name}.png", f"{name}.csv", f"{name}.json"],
+    }
+    with open(out / f"{name}.json", "w") as fh:
+        json.dump(meta, fh, indent=2, default=float)
+    return meta

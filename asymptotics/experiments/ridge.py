@@ -1,0 +1,148 @@
+"""Ridge regression on Gaussian features: deterministic equivalent vs simulation.
+
+Experiments
+-----------
+``ridge-isotropic``
+    Ω = I_p, ‖b‖² = 1, label noise σ = 0.1 (E[y²] = 1 + σ²). Test and training error vs n/p for
+    several λ (including 0), theory from :class:`GaussianCovariateModel`, the Marchenko–Pastur
+    closed form as a third (dashed) curve, and simulated points.
+``ridge-power-law``
+    Ω = diag(i^-α), b_i ∝ i^-β normalised so that bᵀΩ⁻¹b = 1, σ = 0.1 (α = 1.5, β = 1: the
+    spec's hard target). Test and training error vs n for λ ∈ {0, 1e-4, 1e-2, 1} — the
+    interpolation peak at n = p shows for λ = 0 — the optimally regularised curve, and test
+    error vs λ at n = p/2 and n = 2p.
+
+λ is this project's mean-loss λ throughout (θ̂ = (FᵀF/n + λ)⁻¹Fᵀy/n); no conversion needed.
+Simulated test errors are exact population errors E[y²] − 2θ̂ᵀb + θ̂ᵀΩθ̂ of each fitted θ̂.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from simulations.ridge import learning_curve
+
+from ..compare import Panel, Series
+from ..ridge import GaussianCovariateModel, NumericalWarning, marchenko_pastur_ridge
+from . import ExperimentOutput, register
+
+
+def power_law_spectrum(p: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """ω_i = i^-α and b_i = i^-β/√S with S = Σ_j j^(α−2β), so that bᵀΩ⁻¹b = 1."""
+    i = np.arange(1, p + 1, dtype=float)
+    s = np.sum(i ** (alpha - 2 * beta))
+    return i**-alpha, i**-beta / np.sqrt(s)
+
+
+def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:
+    """Integer sample sizes, log-spaced, without n = p (where ridgeless diverges)."""
+    ns = np.unique(np.round(np.geomspace(lo * p, hi * p, count)).astype(int))
+    return ns[(ns != p) & (ns >= 2)]
+
+
+def _lam_label(lam: float) -> str:
+    return "λ = 0" if lam == 0 else f"λ = {lam:g}"
+
+
+def _curves(model, moments, ns_sim, lams, seeds, seed, n_theory, x_scale=1.0,
+            test_panel="test", train_panel="train"):
+    """Theory and simulated test/train curves vs n for every λ."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalWarning)  # λ = 0 at n = p is +inf by design
+        th = model.ridge(n_theory[:, None], lams[None, :])
+        at_sim = model.ridge(ns_sim[:, None].astype(float), lams[None, :])
+    sim = learning_curve(*moments, ns_sim, lams, seeds, seed=seed)
+    series = []
+    for j, lam in enumerate(lams):
+        for panel, th_y, at, mean, std in (
+            (test_panel, th.test_error[:, j], at_sim.test_error[:, j], sim.mean_test[:, j], sim.std_test[:, j]),
+            (train_panel, th.train_error[:, j], at_sim.train_error[:, j], sim.mean_train[:, j], sim.std_train[:, j]),
+        ):
+            if panel is None:
+                continue
+            if panel == train_panel and lam == 0:
+                keep_t, keep_s = n_theory > model.rank, ns_sim > model.rank  # 0 below: off a log axis
+            else:
+                keep_t, keep_s = np.ones_like(n_theory, bool), np.ones_like(ns_sim, bool)
+            series.append(Series(
+                panel=panel, name=_lam_label(lam),
+                theory_x=n_theory[keep_t] / x_scale, theory_y=th_y[keep_t],
+                sim_x=ns_sim[keep_s] / x_scale, sim_mean=mean[keep_s], sim_std=std[keep_s],
+                n_seeds=sim.n_seeds, theory_at_sim=at[keep_s]))
+    return series
+
+
+@register("ridge-isotropic", "Isotropic Gaussian features: deterministic equivalent, "
+          "Marchenko–Pastur closed form and simulation", quick_seeds=20, full_seeds=50)
+def ridge_isotropic(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
+    p = 200 if quick else 1000
+    noise = 0.1
+    lams = np.array([0.0, 1e-3, 0.1, 1.0])
+    w, b = np.ones(p), np.full(p, 1 / np.sqrt(p))
+    model = GaussianCovariateModel.from_spectrum(w, b, 1 + noise**2)
+    n_theory = np.geomspace(0.1 * p, 10 * p, 400)
+    ns_sim = _sim_ns(p, 0.1, 10, 12 if quick else 16)
+    series = _curves(model, (w, b, 1 + noise**2), ns_sim, lams, seeds, seed, n_theory, x_scale=p)
+    deviation = 0.0
+    for lam in lams:
+        _, mp = marchenko_pastur_ridge(n_theory, p, lam, noise**2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumericalWarning)
+            de = model.ridge(n_theory, lam).test_error
+        ok = np.isfinite(mp)
+        deviation = max(deviation, float(np.max(np.abs(de[ok] - mp[ok]) / mp[ok])))
+        series.append(Series(panel="test", name=f"{_lam_label(lam)} (Marchenko–Pastur)",
+                             theory_x=n_theory / p, theory_y=mp,
+                             style={"ls": ":", "lw": 2.4, "color": "0.25"}))
+    panels = [Panel("test", "n / p", "test error", title="test error (σ² = 0.01), Ω = I"),
+              Panel("train", "n / p", "training error", title="training error")]
+    return ExperimentOutput(
+        panels=panels, series=series,
+        parameters={"p": p, "noise_std": noise, "lams": lams.tolist(), "ns_simulated": ns_sim.tolist(),
+                    "lambda_convention": "mean loss: (1/n)Σ(y−θᵀφ)² + λ‖θ‖²"},
+        title=f"Isotropic ridge, p = {p}",
+        notes={"max_relative_difference_solver_vs_marchenko_pastur": deviation})
+
+
+@register("ridge-power-law", "Power-law spectrum: double descent at n = p, optimal λ, and "
+          "test error vs λ", quick_seeds=20, full_seeds=50)
+def ridge_power_law(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
+    p = 200 if quick else 1000
+    alpha, beta, noise = 1.5, 1.0, 0.1
+    w, b = power_law_spectrum(p, alpha, beta)
+    y2 = 1.0 + noise**2
+    model = GaussianCovariateModel.from_spectrum(w, b, y2)
+    moments = (w, b, y2)
+    lams = np.array([0.0, 1e-4, 1e-2, 1.0])
+    n_theory = np.geomspace(0.05 * p, 20 * p, 400)
+    ns_sim = _sim_ns(p, 0.05, 20, 14 if quick else 20)
+    series = _curves(model, moments, ns_sim, lams, seeds, seed, n_theory)
+    opt = model.optimal_lambda(np.geomspace(0.05 * p, 20 * p, 60))
+    series.append(Series(panel="test", name="optimal λ (theory)", theory_x=opt.n, theory_y=opt.test_error,
+                         style={"ls": "--", "color": "k"}))
+
+    # Test error vs λ at two fixed sample sizes.
+    lam_theory = np.geomspace(1e-6, 10, 200)
+    lam_sim = np.geomspace(1e-6, 10, 9 if quick else 13)
+    n_fixed = np.array([p // 2, 2 * p])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalWarning)
+        th = model.ridge(n_fixed[:, None].astype(float), lam_theory[None, :])
+        at = model.ridge(n_fixed[:, None].astype(float), lam_sim[None, :])
+    sim = learning_curve(*moments, n_fixed, lam_sim, seeds, seed=seed)
+    for i, n in enumerate(n_fixed):
+        series.append(Series(panel="vs-lambda", name=f"n = {n}", theory_x=lam_theory, theory_y=th.test_error[i],
+                             sim_x=lam_sim, sim_mean=sim.mean_test[i], sim_std=sim.std_test[i],
+                             n_seeds=sim.n_seeds, theory_at_sim=at.test_error[i]))
+    panels = [Panel("test", "n", "test error", title=f"test error, ω_i = i^-{alpha}, b_i ∝ i^-{beta:g}"),
+              Panel("train", "n", "training error", title="training error"),
+              Panel("vs-lambda", "λ", "test error", title="test error vs λ")]
+    return ExperimentOutput(
+        panels=panels, series=series,
+        parameters={"p": p, "alpha": alpha, "beta": beta, "noise_std": noise, "y2": y2,
+                    "lams": lams.tolist(), "ns_simulated": ns_sim.tolist(), "n_fixed": n_fixed.tolist(),
+                    "lams_simulated_vs_lambda": lam_sim.tolist(),
+                    "lambda_convention": "mean loss: (1/n)Σ(y−θᵀφ)² + λ‖θ‖²"},
+        title=f"Ridge on power-law Gaussian features, p = {p}",
+        notes={"optimal_lambda": {"n": opt.n.tolist(), "lam": opt.lam.tolist()}})

@@ -1,0 +1,456 @@
+"""Empirical ridge regression: whole lambda paths from one decomposition, learning curves.
+
+Conventions (shared with the theory package)
+--------------------------------------------
+* Samples are rows: F is n x p, y has length n.
+* Ridge with the mean loss::
+
+      theta(lam) = argmin_theta (1/n) sum_i (y_i - theta^T phi_i)^2 + lam ||theta||^2
+                 = (F^T F/n + lam I)^{-1} F^T y/n,
+
+  and lam = 0 is the minimum-norm least-squares solution (the lam -> 0+ limit),
+  theta(0) = F^+ y.
+* Training error: (1/n) ||y - F theta||^2.
+* Test error (label noise included), for population moments Omega = E[phi phi^T],
+  b = E[phi y], E[y^2]::
+
+      E_gen(theta) = E[(y - theta^T phi)^2] = E[y^2] - 2 theta^T b + theta^T Omega theta.
+
+One decomposition per sample
+----------------------------
+With the thin SVD F/sqrt(n) = U diag(s) V^T (k = min(n, p) singular values) and
+c = U^T y / sqrt(n)::
+
+    theta(lam) = V diag(s / (s^2 + lam)) c,
+    E_train(lam) = ||(I - U U^T) y||^2/n + sum_i c_i^2 (lam / (s_i^2 + lam))^2,
+
+so every lam of a grid costs O(p k) once the SVD is known. At lam = 0 only singular
+values s_i > max(n, p) * eps * s_max are inverted (numpy's ``pinv``/``lstsq`` rule);
+the others are treated as exact zeros (their c_i^2 stay in the training error).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import numpy as np
+import scipy.linalg
+
+from .data import (
+    GaussianMoments,
+    _check_dtype,
+    _check_n,
+    sample_from_moments,
+    validate_moments,
+)
+from .rng import SeedLike, child_rng
+
+__all__ = [
+    "RidgePath",
+    "ridge_path",
+    "population_test_error",
+    "LearningCurve",
+    "learning_curve",
+]
+
+_EPS = np.finfo(np.float64).eps
+#: Rows per chunk of a fresh test set (bounded memory; a fixed constant so the random
+#: stream, hence the result, does not depend on anything else).
+_TEST_CHUNK_ELEMENTS = 1 << 21
+
+
+# --------------------------------------------------------------------------- validation
+def _check_lams(lams) -> np.ndarray:
+    try:
+        lam = np.asarray(lams, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("lams must be a 1-D array of real numbers") from exc
+    if lam.ndim != 1:
+        raise ValueError(f"lams must be a 1-D array, got shape {lam.shape}")
+    if lam.shape[0] == 0:
+        raise ValueError("lams must contain at least one value")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError("lams contains NaN or inf")
+    if np.any(lam < 0):
+        raise ValueError(f"lams must be >= 0, got min {lam.min()!r}")
+    return lam
+
+
+def _check_Fy(F, y) -> tuple[np.ndarray, np.ndarray]:
+    F = np.asarray(F)
+    if F.ndim != 2:
+        raise ValueError(f"F must be a 2-D (n, p) array, got shape {F.shape}")
+    n, p = F.shape
+    if n == 0 or p == 0:
+        raise ValueError(f"F must have n >= 1 rows and p >= 1 columns, got shape {F.shape}")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"y must be a 1-D array of length n = {n}, got shape {y.shape}")
+    try:
+        F = np.asarray(F, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("F and y must be real arrays") from exc
+    if not np.all(np.isfinite(F)):
+        raise ValueError("F contains NaN or inf")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or inf")
+    return F, y
+
+
+# --------------------------------------------------------------------------- ridge path
+def _spectral_filters(s2: np.ndarray, keep: np.ndarray, lam: np.ndarray):
+    """(k, L) arrays inv = 1/(s^2 + lam) and res = lam/(s^2 + lam).
+
+    At lam = 0 (the pseudo-inverse): inv = 1/s^2 and res = 0 on kept components,
+    inv = 0 and res = 1 on the dropped (numerically zero) ones.
+    """
+    pos = lam > 0
+    inv = np.empty((s2.shape[0], lam.shape[0]))
+    res = np.empty_like(inv)
+    denom = s2[:, None] + lam[None, pos]
+    inv[:, pos] = 1.0 / denom
+    res[:, pos] = lam[None, pos] / denom
+    s2_safe = np.where(keep, s2, 1.0)
+    inv[:, ~pos] = np.where(keep, 1.0 / s2_safe, 0.0)[:, None]
+    res[:, ~pos] = (~keep).astype(np.float64)[:, None]
+    return inv, res
+
+
+@dataclass(frozen=True)
+class RidgePath:
+    """Ridge solutions for a grid of lambdas, from one decomposition.
+
+    Attributes
+    ----------
+    lams : (L,) the lambdas (mean-loss convention).
+    theta : (p, L) one column theta(lam) per lambda.
+    train_error : (L,) (1/n) ||y - F theta(lam)||^2.
+    singular_values : (k,) singular values of F/sqrt(n), descending, k = min(n, p).
+    rank : number of singular values inverted at lam = 0 (numerical rank of F).
+    """
+
+    lams: np.ndarray
+    theta: np.ndarray
+    train_error: np.ndarray
+    singular_values: np.ndarray
+    rank: int
+
+
+def ridge_path(F, y, lams, method: str = "svd") -> RidgePath:
+    """Ridge estimators theta(lam) = (F^T F/n + lam I)^{-1} F^T y/n for every lam in ``lams``.
+
+    Parameters
+    ----------
+    F : (n, p) array, rows are samples (float32 or float64; computed in float64).
+    y : (n,) array of labels.
+    lams : (L,) array of lambdas >= 0 (mean-loss convention). lam = 0 gives the
+        minimum-norm least-squares solution F^+ y (the lam -> 0+ limit).
+    method : "svd" (default) or "gram"
+        "svd": thin SVD of F/sqrt(n) (LAPACK gesdd, gesvd as fallback). Errors
+        ~ eps * cond(F) (plus the usual eps * cond^2 * residual term of least squares),
+        so the ridgeless solution stays accurate at the interpolation peak n ~ p,
+        where F is nearly singular.
+        "gram": ``eigh`` of the smaller Gram matrix (F^T F/n if n >= p, F F^T/n
+        otherwise), about twice as fast but with errors ~ eps * cond(F)^2: at lam = 0
+        only eigenvalues s^2 > max(n, p) * eps * s_max^2 are inverted, i.e. singular
+        values down to ~ sqrt(max(n,p) eps) s_max ~ 1e-6 s_max are resolved instead of
+        ~ max(n,p) eps s_max. Fine for lam > 0 and for well-conditioned F.
+
+    Returns
+    -------
+    RidgePath with ``theta`` (p, L) and ``train_error`` (L,).
+
+    Notes
+    -----
+    With F/sqrt(n) = U diag(s) V^T and c = U^T y/sqrt(n):
+    theta(lam) = V diag(s/(s^2+lam)) c and
+    E_train(lam) = ||y/sqrt(n) - U c||^2 + sum_i c_i^2 (lam/(s_i^2+lam))^2 (no
+    cancellation: both terms are sums of squares). At lam = 0, components with
+    s_i <= max(n, p) eps s_max are dropped from theta and kept whole in E_train.
+    With ``method="gram"`` and n >= p the training error is the directly computed
+    residual (1/n) ||y - F theta||^2.
+    """
+    F, y = _check_Fy(F, y)
+    lam = _check_lams(lams)
+    if method not in ("svd", "gram"):
+        raise ValueError(f"method must be 'svd' or 'gram', got {method!r}")
+    n, p = F.shape
+    sqrt_n = np.sqrt(n)
+
+    if method == "svd":
+        A = F / sqrt_n  # fresh array, may be overwritten by LAPACK
+        try:
+            U, s, Vt = scipy.linalg.svd(
+                A, full_matrices=False, check_finite=False, lapack_driver="gesdd"
+            )
+        except np.linalg.LinAlgError:  # gesdd occasionally fails to converge
+            U, s, Vt = scipy.linalg.svd(
+                F / sqrt_n, full_matrices=False, check_finite=False, lapack_driver="gesvd"
+            )
+        keep = s > max(n, p) * _EPS * (s[0] if s.size else 0.0)
+        yn = y / sqrt_n
+        c = U.T @ yn
+        if n <= p:
+            perp2 = 0.0  # U is square orthogonal: y lies in its span
+        else:
+            r = yn - U @ c
+            perp2 = float(r @ r)
+        inv, resid = _spectral_filters(s**2, keep, lam)
+        theta = Vt.T @ ((s[:, None] * inv) * c[:, None])
+        train = perp2 + np.sum((c[:, None] * resid) ** 2, axis=0)
+        return RidgePath(lam, theta, np.maximum(train, 0.0), s, int(keep.sum()))
+
+    # method == "gram": eigendecomposition of the smaller Gram matrix, in float64.
+    if n >= p:
+        G = (F.T @ F) / n
+        ev, V = scipy.linalg.eigh(G, check_finite=False)
+        ev, V = ev[::-1], V[:, ::-1]
+    else:
+        K = (F @ F.T) / n
+        ev, V = scipy.linalg.eigh(K, check_finite=False)
+        ev, V = ev[::-1], V[:, ::-1]
+    s2 = np.clip(ev, 0.0, None)
+    keep = s2 > max(n, p) * _EPS * (s2[0] if s2.size else 0.0)
+    inv, resid = _spectral_filters(s2, keep, lam)
+    if n >= p:
+        g = V.T @ (F.T @ y / n)
+        theta = V @ (inv * g[:, None])
+        R = y[:, None] - F @ theta
+        train = np.einsum("ij,ij->j", R, R) / n
+    else:
+        c = V.T @ (y / sqrt_n)  # V is the (complete) eigenbasis U of F F^T/n
+        theta = F.T @ (V @ (inv * c[:, None])) / sqrt_n
+        train = np.sum((c[:, None] * resid) ** 2, axis=0)
+    return RidgePath(lam, theta, np.maximum(train, 0.0), np.sqrt(s2), int(keep.sum()))
+
+
+# --------------------------------------------------------------------------- test error
+def _population_error(theta: np.ndarray, mom: GaussianMoments) -> np.ndarray:
+    """E[y^2] - 2 theta^T b + theta^T diag(w) theta in a cancellation-free form.
+
+    Identity used (sums over w_i > 0 unless marked)::
+
+        y2 - 2 theta.b + sum w theta^2
+          = (y2 - sum b^2/w) + sum (sqrt(w) theta - b/sqrt(w))^2 - 2 sum_{w=0} b theta,
+
+    i.e. sigma_res^2 + ||Omega^{1/2}(theta - beta)||^2: the excess error is a sum of
+    squares, accurate even when it is tiny compared with E[y^2].
+    """
+    pos = mom.positive
+    sw = np.sqrt(mom.eigenvalues[pos])
+    d = sw[:, None] * theta[pos] - (mom.b_eigen[pos] / sw)[:, None]
+    err = (mom.y2 - mom.explained) + np.einsum("ij,ij->j", d, d)
+    if not np.all(pos):
+        err = err - 2.0 * (mom.b_eigen[~pos] @ theta[~pos])
+    return err
+
+
+def population_test_error(theta, eigenvalues, b_eigen, y2) -> np.ndarray:
+    """Exact test error of linear predictors under population moments (eigenbasis).
+
+    E_gen(theta) = E[y^2] - 2 theta^T b + theta^T diag(w) theta, label noise included.
+
+    Parameters
+    ----------
+    theta : (p,) or (p, L) array, predictor(s) in the eigenbasis of Omega (columns).
+    eigenvalues, b_eigen, y2 : population moments as in
+        :func:`simulations.data.sample_gaussian_features`.
+
+    Returns
+    -------
+    float64 array of shape () for a (p,) theta, or (L,) for a (p, L) theta.
+    Computed as sigma_res^2 + ||diag(w)^{1/2}(theta - beta)||^2 (beta = Omega^+ b), the
+    same number without cancellation.
+    """
+    mom = validate_moments(eigenvalues, b_eigen, y2)
+    try:
+        th = np.asarray(theta, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("theta must be a real array") from exc
+    if th.ndim not in (1, 2) or th.shape[0] != mom.p:
+        raise ValueError(
+            f"theta must have shape ({mom.p},) or ({mom.p}, L), got {th.shape}"
+        )
+    if not np.all(np.isfinite(th)):
+        raise ValueError("theta contains NaN or inf")
+    if th.ndim == 1:
+        return _population_error(th[:, None], mom)[0]
+    return _population_error(th, mom)
+
+
+# --------------------------------------------------------------------------- learning curves
+@dataclass(frozen=True)
+class LearningCurve:
+    """Simulated ridge learning curves on a grid (n, lam, seed).
+
+    Attributes
+    ----------
+    ns : (N,) sample sizes.
+    lams : (L,) lambdas (mean-loss convention).
+    seeds : (S,) seed indices; the (n, s) sample comes from ``child_rng(seed, n, s)``.
+    test_error : (N, L, S) test error (label noise included).
+    train_error : (N, L, S) training error.
+    n_test : None if the test error is exact (population moments), else the size of
+        the fresh test set used.
+    """
+
+    ns: np.ndarray
+    lams: np.ndarray
+    seeds: np.ndarray
+    test_error: np.ndarray
+    train_error: np.ndarray
+    n_test: int | None = field(default=None)
+
+    @property
+    def n_seeds(self) -> int:
+        return int(self.seeds.shape[0])
+
+    def _std(self, a: np.ndarray) -> np.ndarray:
+        if self.n_seeds > 1:
+            return a.std(axis=-1, ddof=1)
+        return np.zeros(a.shape[:-1])
+
+    @property
+    def mean_test(self) -> np.ndarray:
+        """(N, L) mean test error over seeds."""
+        return self.test_error.mean(axis=-1)
+
+    @property
+    def std_test(self) -> np.ndarray:
+        """(N, L) standard deviation over seeds (ddof=1; zeros for one seed)."""
+        return self._std(self.test_error)
+
+    @property
+    def sem_test(self) -> np.ndarray:
+        """(N, L) standard error of the mean test error, std_test / sqrt(S)."""
+        return self.std_test / np.sqrt(self.n_seeds)
+
+    @property
+    def mean_train(self) -> np.ndarray:
+        """(N, L) mean training error over seeds."""
+        return self.train_error.mean(axis=-1)
+
+    @property
+    def std_train(self) -> np.ndarray:
+        """(N, L) standard deviation over seeds (ddof=1; zeros for one seed)."""
+        return self._std(self.train_error)
+
+    @property
+    def sem_train(self) -> np.ndarray:
+        """(N, L) standard error of the mean training error."""
+        return self.std_train / np.sqrt(self.n_seeds)
+
+
+def _check_ns(ns) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(ns))
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise ValueError(f"ns must be a non-empty 1-D array of sample sizes, got shape {arr.shape}")
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise ValueError("ns must contain positive integers")
+    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr <= 0):
+        raise ValueError(f"ns must contain positive integers, got {arr!r}")
+    return arr.astype(np.int64)
+
+
+def _check_seeds(seeds) -> np.ndarray:
+    if isinstance(seeds, (bool, np.bool_)):
+        raise ValueError("seeds must be a number of seeds or a sequence of seed indices")
+    if isinstance(seeds, (int, np.integer)):
+        if seeds <= 0:
+            raise ValueError(f"seeds (the number of seeds) must be positive, got {seeds}")
+        return np.arange(int(seeds), dtype=np.int64)
+    arr = np.asarray(seeds)
+    if arr.ndim != 1 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError("seeds must be a positive int or a non-empty 1-D sequence of ints")
+    if np.any(arr < 0):
+        raise ValueError("seeds must be non-negative seed indices")
+    if np.unique(arr).shape[0] != arr.shape[0]:
+        raise ValueError("seeds contains duplicate indices (identical samples)")
+    return arr.astype(np.int64)
+
+
+def _empirical_test_error(
+    theta: np.ndarray, mom: GaussianMoments, n_test: int, rng: np.random.Generator, dt
+) -> np.ndarray:
+    """Mean squared error of the columns of theta on n_test fresh samples (in chunks)."""
+    chunk = max(1, _TEST_CHUNK_ELEMENTS // mom.p)
+    total = np.zeros(theta.shape[1])
+    done = 0
+    while done < n_test:
+        m = min(chunk, n_test - done)
+        Ft, yt = sample_from_moments(mom, m, rng, dt)
+        R = yt.astype(np.float64)[:, None] - Ft.astype(np.float64) @ theta
+        total += np.einsum("ij,ij->j", R, R)
+        done += m
+    return total / n_test
+
+
+def learning_curve(
+    eigenvalues,
+    b_eigen,
+    y2,
+    ns,
+    lams,
+    seeds,
+    n_test: int | None = None,
+    dtype=np.float64,
+    seed: SeedLike = 0,
+    method: str = "svd",
+) -> LearningCurve:
+    """Simulate ridge learning curves for Gaussian features with given population moments.
+
+    For every sample size n in ``ns`` and every seed index s in ``seeds``:
+
+    1. draw (F, y), n samples with E[phi phi^T] = diag(w), E[phi y] = b, E[y^2] = y2
+       (:func:`simulations.data.sample_gaussian_features`, in the eigenbasis of Omega:
+       ridge is rotation-equivariant, theta -> U theta, so the errors are exactly those of
+       the rotated problem) from ``child_rng(seed, n, s)`` -- the sample for (n, s) does
+       not depend on the rest of the grid;
+    2. one :func:`ridge_path` serves all ``lams``;
+    3. test error E[y^2] - 2 theta^T b + theta^T Omega theta exactly (default), or, if
+       ``n_test`` is an int, the mean squared error on ``n_test`` fresh samples drawn
+       from ``child_rng(seed, n, s, 1)``.
+
+    Parameters
+    ----------
+    eigenvalues, b_eigen, y2 : population moments (see ``sample_gaussian_features``).
+    ns : (N,) positive integer sample sizes.
+    lams : (L,) lambdas >= 0 (mean-loss convention; 0 = min-norm least squares).
+    seeds : int S (indices 0..S-1) or a sequence of distinct non-negative indices.
+    n_test : None (exact test error) or a positive int.
+    dtype : float64 or float32 -- the dtype in which the samples are drawn and stored.
+        The decomposition is always done in float64 (float32 features are converted),
+        so float32 only saves sampling time and memory, never accuracy of the solve.
+    seed : root seed (int, sequence of ints or SeedSequence).
+    method : "svd" or "gram", see :func:`ridge_path`.
+
+    Returns
+    -------
+    LearningCurve with test_error and train_error of shape (N, L, S).
+    """
+    mom = validate_moments(eigenvalues, b_eigen, y2)
+    ns_ = _check_ns(ns)
+    lam = _check_lams(lams)
+    seeds_ = _check_seeds(seeds)
+    dt = _check_dtype(dtype)
+    if n_test is not None:
+        n_test = _check_n(n_test, "n_test")
+    if method not in ("svd", "gram"):
+        raise ValueError(f"method must be 'svd' or 'gram', got {method!r}")
+
+    shape = (ns_.shape[0], lam.shape[0], seeds_.shape[0])
+    test = np.empty(shape)
+    train = np.empty(shape)
+    for i, n in enumerate(ns_):
+        for j, s in enumerate(seeds_):
+            F, y = sample_from_moments(mom, int(n), child_rng(seed, int(n), int(s)), dt)
+            path = ridge_path(F, y, lam, method=method)
+            train[i, :, j] = path.train_error
+            if n_test is None:
+                test[i, :, j] = _population_error(path.theta, mom)
+            else:
+                trng = child_rng(seed, int(n), int(s), 1)
+                test[i, :, j] = _empirical_test_error(path.theta, mom, n_test, trng, dt)
+    return LearningCurve(ns_, lam, seeds_, test, train, n_test)
+
