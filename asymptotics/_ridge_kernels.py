@@ -27,8 +27,18 @@ steps finish. At the root the error formula (E2) is evaluated in the cancellatio
 """
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
+
+# Numba's OpenMP threading layer keeps its threads spinning after a parallel region; on a
+# 2-core machine they then starve OpenBLAS (a quick experiment that mixes these kernels with
+# SVDs ran 100x slower: 300 s instead of 3 s). The workqueue layer has no such spin. Users can
+# still choose explicitly with NUMBA_THREADING_LAYER.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 # Status codes of a solved point.
 OK = 0

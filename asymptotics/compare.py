@@ -181,7 +181,8 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
         if s.theory_x is not None:
             y = np.asarray(s.theory_y, dtype=float)
             ax.plot(s.theory_x, np.where(np.isfinite(y), y, np.nan), color=colour,
-                    ls=s.style.get("ls", "-"), lw=s.style.get("lw", 1.6), label=s.name)
+                    ls=s.style.get("ls", "-"), lw=s.style.get("lw", 1.6),
+                    label=s.style.get("label", s.name))
         if s.sim_x is not None:
             ax.errorbar(s.sim_x, s.sim_mean, yerr=s.sim_std, fmt=s.style.get("marker", "o"), ms=4,
                         color=colour, capsize=2, lw=1,

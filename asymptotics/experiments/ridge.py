@@ -85,7 +85,7 @@ def ridge_isotropic(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
     ns_sim = _sim_ns(p, 0.1, 10, 12 if quick else 16)
     series = _curves(model, (w, b, 1 + noise**2), ns_sim, lams, seeds, seed, n_theory, x_scale=p)
     deviation = 0.0
-    for lam in lams:
+    for j, lam in enumerate(lams):
         _, mp = marchenko_pastur_ridge(n_theory, p, lam, noise**2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NumericalWarning)
@@ -94,7 +94,8 @@ def ridge_isotropic(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
         deviation = max(deviation, float(np.max(np.abs(de[ok] - mp[ok]) / mp[ok])))
         series.append(Series(panel="test", name=f"{_lam_label(lam)} (Marchenko–Pastur)",
                              theory_x=n_theory / p, theory_y=mp,
-                             style={"ls": ":", "lw": 2.4, "color": "0.25"}))
+                             style={"ls": ":", "lw": 2.4, "color": "0.25",
+                                    "label": "Marchenko–Pastur closed form" if j == 0 else None}))
     panels = [Panel("test", "n / p", "test error", title="test error (σ² = 0.01), Ω = I"),
               Panel("train", "n / p", "training error", title="training error")]
     return ExperimentOutput(

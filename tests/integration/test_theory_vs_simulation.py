@@ -1,0 +1,66 @@
+"""Statistical agreement of the deterministic equivalent with finite-size simulation.
+
+At fixed seeds these are deterministic; they fail if the theory (or the simulator) is off by more
+than the error bars allow: |z| < 4 for every point, z = (mean − theory)/(std/√S). With 24 points
+and Gaussian z-scores a false failure has probability ≈ 24 · 6e-5 ≈ 1.5e-3 per seed choice; the
+finite-size bias of the deterministic equivalent for Gaussian features (O(1/p) relative) is below
+the standard errors at these sizes.
+"""
+import numpy as np
+import pytest
+
+from asymptotics import GaussianCovariateModel
+from asymptotics.compare import agreement
+from asymptotics.experiments.ridge import power_law_spectrum
+from simulations.ridge import learning_curve
+
+SEEDS = 200
+
+
+@pytest.fixture(scope="module")
+def power_law_run():
+    p = 100
+    w, b = power_law_spectrum(p, 1.5, 1.0)
+    model = GaussianCovariateModel.from_spectrum(w, b, 1.01)
+    ns = np.array([30, 60, 150, 300])
+    lams = np.array([1e-3, 1e-2, 0.1])
+    sim = learning_curve(w, b, 1.01, ns, lams, SEEDS, seed=7)
+    theory = model.ridge(ns[:, None].astype(float), lams[None, :])
+    return theory, sim
+
+
+@pytest.mark.parametrize("kind", ["test", "train"])
+def test_power_law_agreement_within_error_bars(power_law_run, kind):
+    theory, sim = power_law_run
+    t = theory.test_error if kind == "test" else theory.train_error
+    mean = sim.mean_test if kind == "test" else sim.mean_train
+    std = sim.std_test if kind == "test" else sim.std_train
+    ag, z = agreement(t, mean, std, SEEDS)
+    assert np.all(np.abs(z) < 4), z
+    assert ag.fraction_within_3sigma >= 0.9
+
+
+def test_theory_differs_detectably_from_a_wrong_model(power_law_run):
+    """The same comparison rejects a model with 10% more label noise: the test has power."""
+    theory, sim = power_law_run
+    p = 100
+    w, b = power_law_spectrum(p, 1.5, 1.0)
+    wrong = GaussianCovariateModel.from_spectrum(w, b, 1.01 + 0.1 * 0.01 + 0.05)
+    t = wrong.ridge(np.array([30, 60, 150, 300])[:, None].astype(float), np.array([1e-3, 1e-2, 0.1])).test_error
+    _, z = agreement(t, sim.mean_test, sim.std_test, SEEDS)
+    assert np.max(np.abs(z)) > 4
+
+
+def test_isotropic_ridgeless_overparametrised_agreement():
+    """λ = 0, n > p: E_gen → σ²/(1 − p/n) (finite-n exact value σ²(1 + p/(n − p − 1)))."""
+    p, noise = 80, 0.3
+    w, b = np.ones(p), np.full(p, 1 / np.sqrt(p))
+    model = GaussianCovariateModel.from_spectrum(w, b, 1 + noise**2)
+    ns = np.array([400, 800])
+    sim = learning_curve(w, b, 1 + noise**2, ns, np.array([0.0]), SEEDS, seed=3)
+    exact_finite = noise**2 * (1 + p / (ns - p - 1))
+    theory = model.ridge(ns.astype(float), 0.0).test_error
+    _, z = agreement(exact_finite, sim.mean_test[:, 0], sim.std_test[:, 0], SEEDS)
+    assert np.all(np.abs(z) < 4)
+    # the deterministic equivalent differs from the finite-n value by O(1/(n − p)) only
+    assert np.all(np.abs(theory - exact_finite) <= 2.0 / (ns - p) * exact_finite)

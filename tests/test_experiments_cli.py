@@ -1,0 +1,88 @@
+"""Experiments registry, output files and the command line."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asymptotics import cli, experiments
+from asymptotics.compare import CSV_COLUMNS
+
+
+def test_registry_lists_the_ridge_experiments():
+    assert {"ridge-isotropic", "ridge-power-law"} <= set(experiments.names())
+    with pytest.raises(KeyError, match="unknown experiment"):
+        experiments.get("no-such-experiment")
+
+
+@pytest.fixture(scope="module")
+def power_law_quick(tmp_path_factory):
+    """The README's quick reproduction, with its default number of seeds."""
+    out = tmp_path_factory.mktemp("quick")
+    meta = experiments.run("ridge-power-law", quick=True, out=out)
+    return out, meta
+
+
+def test_quick_reproduction_writes_png_csv_json(power_law_quick):
+    out, meta = power_law_quick
+    for ext in ("png", "csv", "json"):
+        assert (out / f"ridge-power-law.{ext}").stat().st_size > 0
+    with open(out / "ridge-power-law.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert {r["kind"] for r in rows} == {"theory", "simulation"}
+    assert {r["panel"] for r in rows} == {"test", "train", "vs-lambda"}
+    sims = [r for r in rows if r["kind"] == "simulation"]
+    assert all(r["n_seeds"] == "20" for r in sims) and all(float(r["y_err"]) >= 0 for r in sims)
+    on_disk = json.loads((out / "ridge-power-law.json").read_text())
+    assert on_disk["seeds"] == {"count": 20, "root_seed": 0}
+    assert on_disk["versions"]["numpy"] == np.__version__
+    assert on_disk["parameters"]["p"] == 200
+
+
+def test_quick_reproduction_agrees_with_theory(power_law_quick):
+    """Theory inside the simulation's error bars: ≥ 90% of the points within 3 standard errors
+    (expected ≈ 99.7% for Gaussian z-scores) and none beyond 5."""
+    _, meta = power_law_quick
+    overall = meta["agreement"]["overall"]
+    assert overall["n_points"] >= 100
+    assert overall["fraction_within_3sigma"] >= 0.9
+    assert overall["max_abs_z"] < 5
+
+
+def test_quick_reproduction_shows_the_interpolation_peak(power_law_quick):
+    out, _ = power_law_quick
+    with open(out / "ridge-power-law.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["panel"] == "test" and r["kind"] == "theory"
+                and r["series"] == "λ = 0"]
+    x = np.array([float(r["x"]) for r in rows])
+    y = np.array([float(r["y"]) for r in rows])
+    peak = x[np.argmax(y)]
+    assert 0.9 * 200 < peak < 1.1 * 200  # the ridgeless error peaks at n = p
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = experiments.run("ridge-isotropic", quick=True, out=tmp_path / "a", seeds=2, seed=5)
+    b = experiments.run("ridge-isotropic", quick=True, out=tmp_path / "b", seeds=2, seed=5)
+    c = experiments.run("ridge-isotropic", quick=True, out=tmp_path / "c", seeds=2, seed=6)
+    text = [(tmp_path / d / "ridge-isotropic.csv").read_text() for d in "abc"]
+    assert text[0] == text[1] and text[0] != text[2]
+    assert a["notes"]["max_relative_difference_solver_vs_marchenko_pastur"] < 1e-12
+
+
+def test_cli_list_and_errors(capsys):
+    assert cli.main(["list"]) == 0
+    assert "ridge-power-law" in capsys.readouterr().out
+    assert cli.main(["reproduce", "no-such-experiment"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+    assert cli.main(["reproduce", "ridge-isotropic", "--seeds", "0"]) == 2
+
+
+def test_cli_reproduce_in_a_subprocess(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "asymptotics.cli", "reproduce", "ridge-isotropic", "--quick",
+                           "--seeds", "3", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "fraction_within_3sigma" in proc.stdout
+    assert (tmp_path / "ridge-isotropic.png").exists()
