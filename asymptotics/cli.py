@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from simulations.sweep import BACKENDS, SweepError
+
 from . import experiments
 
 
@@ -20,6 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=int, default=None,
                      help="number of seeds per simulated point (default: the experiment's)")
     rep.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    rep.add_argument("--backend", choices=BACKENDS, default="serial",
+                     help="where simulation tasks run (default: serial)")
+    rep.add_argument("--workers", type=int, default=None,
+                     help="worker processes / dask workers (default: number of cores)")
+    rep.add_argument("--cache", default=None, metavar="DIR",
+                     help="cache finished tasks in DIR; a rerun resumes without recomputing them")
+    rep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="address of a running dask scheduler (with --backend dask), e.g. tcp://host:8786")
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
 
@@ -40,9 +51,26 @@ def main(argv=None) -> int:
     if args.seed < 0:
         print("asymptotics: --seed must be non-negative", file=sys.stderr)
         return 2
-    meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed)
+    if args.workers is not None and args.workers < 1:
+        print("asymptotics: --workers must be a positive integer", file=sys.stderr)
+        return 2
+    if args.scheduler is not None and args.backend != "dask":
+        print("asymptotics: --scheduler needs --backend dask", file=sys.stderr)
+        return 2
+    try:
+        meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed,
+                               backend=args.backend, workers=args.workers, cache=args.cache,
+                               scheduler=args.scheduler, quiet=args.quiet)
+    except SweepError as exc:
+        print(f"asymptotics: {exc}", file=sys.stderr)
+        if args.cache:
+            print(f"asymptotics: finished tasks are kept in {args.cache}; rerun to retry the failed ones",
+                  file=sys.stderr)
+        return 1
     overall = meta["agreement"]["overall"]
-    print(f"{args.name}: wrote {', '.join(meta['files'])} to {args.out} in {meta['wall_time_s']:.1f} s")
+    sw = meta["sweep"]
+    print(f"{args.name}: wrote {', '.join(meta['files'])} to {args.out} in {meta['wall_time_s']:.1f} s "
+          f"({sw['computed']} tasks computed, {sw['cached']} from cache, backend {args.backend})")
     if overall:
         print("agreement (theory vs simulation, z = deviation / standard error over seeds): "
               + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in overall.items()}))

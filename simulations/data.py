@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "power_law_spectrum",
+    "spectrum_from_spec",
     "GaussianMoments",
     "validate_moments",
     "sample_gaussian_features",
@@ -243,3 +245,26 @@ def sample_from_moments(
     if U is not None:
         Z = Z @ U.T.astype(dt, copy=False)
     return Z, y
+
+
+def power_law_spectrum(p: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """ω_i = i^-α and b_i = i^-β/√S, S = Σ_{j≤p} j^(α−2β), i = 1..p, so that bᵀΩ⁻¹b = 1."""
+    p = _check_n(p, "p")
+    i = np.arange(1, p + 1, dtype=np.float64)
+    s = np.sum(i ** (alpha - 2 * beta))
+    return i**-alpha, i**-beta / np.sqrt(s)
+
+
+def spectrum_from_spec(spec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues, b_eigen) from a small JSON-like description (used by sweep tasks).
+
+    ``{"kind": "isotropic", "p": p}``: Ω = I_p, b = 1/√p (‖b‖² = 1);
+    ``{"kind": "power-law", "p": p, "alpha": α, "beta": β}``: see :func:`power_law_spectrum`.
+    """
+    kind = spec.get("kind")
+    if kind == "isotropic":
+        p = _check_n(spec["p"], "p")
+        return np.ones(p), np.full(p, 1.0 / np.sqrt(p))
+    if kind == "power-law":
+        return power_law_spectrum(spec["p"], float(spec["alpha"]), float(spec["beta"]))
+    raise ValueError(f"spec['kind'] must be 'isotropic' or 'power-law', got {kind!r}")

@@ -39,6 +39,7 @@ from .data import (
     _check_dtype,
     _check_n,
     sample_from_moments,
+    spectrum_from_spec,
     validate_moments,
 )
 from .rng import SeedLike, child_rng
@@ -49,6 +50,7 @@ __all__ = [
     "population_test_error",
     "LearningCurve",
     "learning_curve",
+    "ridge_task",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -454,3 +456,24 @@ def learning_curve(
                 test[i, :, j] = _empirical_test_error(path.theta, mom, n_test, trng, dt)
     return LearningCurve(ns_, lam, seeds_, test, train, n_test)
 
+
+
+def ridge_task(params: dict, seed: np.random.SeedSequence) -> dict:
+    """One sweep task: a ridge fit on n Gaussian samples, errors for every λ of the path.
+
+    ``params``: ``spectrum`` (see :func:`simulations.data.spectrum_from_spec`), ``y2`` (E[y²]),
+    ``n``, ``lams``, optional ``n_test`` (fresh test set instead of the exact population error).
+    Returns ``{"test_error": (L,), "train_error": (L,)}``; all randomness from ``seed``.
+    """
+    w, b = spectrum_from_spec(params["spectrum"])
+    mom = validate_moments(w, b, params["y2"])
+    lams = _check_lams(params["lams"])
+    rng_train, rng_test = (np.random.Generator(np.random.PCG64(s)) for s in seed.spawn(2))
+    F, y = sample_from_moments(mom, _check_n(params["n"]), rng_train)
+    path = ridge_path(F, y, lams)
+    n_test = params.get("n_test")
+    if n_test is None:
+        test = _population_error(path.theta, mom)
+    else:
+        test = _empirical_test_error(path.theta, mom, _check_n(n_test, "n_test"), rng_test, np.float64)
+    return {"test_error": np.asarray(test, dtype=np.float64), "train_error": path.train_error}

@@ -86,3 +86,29 @@ def test_cli_reproduce_in_a_subprocess(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "fraction_within_3sigma" in proc.stdout
     assert (tmp_path / "ridge-isotropic.png").exists()
+
+
+def test_backends_and_cache_give_the_same_csv(tmp_path):
+    """serial, 2 worker processes and a dask LocalCluster give the same CSV; a cached rerun too."""
+    texts = {}
+    for backend in ("serial", "processes", "dask"):
+        experiments.run("ridge-isotropic", quick=True, out=tmp_path / backend, seeds=2, backend=backend,
+                        workers=2, cache=tmp_path / "cache")
+        texts[backend] = (tmp_path / backend / "ridge-isotropic.csv").read_text()
+    assert texts["serial"] == texts["processes"] == texts["dask"]
+    meta = json.loads((tmp_path / "dask" / "ridge-isotropic.json").read_text())
+    assert meta["sweep"]["computed"] == 0 and meta["sweep"]["cached"] == meta["sweep"]["total"] > 0
+
+
+def test_cli_reports_failed_tasks_with_nonzero_exit(monkeypatch, capsys):
+    from simulations.sweep import SweepError, SweepResult, SweepStats
+
+    def boom(*args, **kwargs):
+        failures = [{"params": {"n": 3}, "seed_index": 0, "error": "Traceback...\nValueError: bad n"}]
+        raise SweepError(failures, SweepResult([], [], SweepStats(total=5, computed=4, failed=1), failures))
+
+    monkeypatch.setattr(experiments, "run", boom)
+    assert cli.main(["reproduce", "ridge-isotropic", "--cache", "somewhere"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 5 tasks failed" in err and '"n": 3' in err and "ValueError: bad n" in err
+    assert cli.main(["reproduce", "ridge-isotropic", "--scheduler", "tcp://h:1"]) == 2

@@ -17,9 +17,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
+from simulations.sweep import SweepStats, run_sweep
+
 from ..compare import Panel, Series, overlay, series_agreement, tidy_rows, write_csv
 
-__all__ = ["Experiment", "ExperimentOutput", "register", "get", "names", "run"]
+__all__ = ["Experiment", "ExperimentOutput", "Sweeper", "register", "get", "names", "run"]
 
 _MODULES = ("ridge",)  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
@@ -36,6 +38,35 @@ class ExperimentOutput:
     notes: dict = field(default_factory=dict)
 
 
+@dataclass
+class Sweeper:
+    """Runs an experiment's simulation tasks through :func:`simulations.sweep.run_sweep`.
+
+    ``sweeper(fn, params)`` returns ``results[i][s]`` for parameter point i and seed s; every
+    call of one experiment shares the backend, the cache and the root seed, and the counts of
+    computed / cached tasks are accumulated in ``stats`` (written to NAME.json).
+    """
+
+    experiment: str
+    seeds: int
+    root_seed: int = 0
+    backend: str = "serial"
+    workers: int | None = None
+    cache: str | None = None
+    scheduler: str | None = None
+    quiet: bool = True
+    stats: SweepStats = field(default_factory=SweepStats)
+
+    def __call__(self, fn, params: Sequence[dict]) -> list[list]:
+        res = run_sweep(fn, params, self.seeds, experiment=self.experiment, root_seed=self.root_seed,
+                        backend=self.backend, workers=self.workers, cache=self.cache,
+                        scheduler=self.scheduler, quiet=self.quiet)
+        for key in ("total", "computed", "cached", "failed", "corrupt", "wall_time_s"):
+            setattr(self.stats, key, getattr(self.stats, key) + getattr(res.stats, key))
+        s = self.seeds
+        return [res.results[i * s:(i + 1) * s] for i in range(len(params))]
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
@@ -45,7 +76,11 @@ class Experiment:
 
 
 def register(name: str, description: str, quick_seeds: int, full_seeds: int):
-    """Decorator registering ``f(quick: bool, seeds: int, seed: int) -> ExperimentOutput``."""
+    """Decorator registering ``f(quick: bool, sweep: Sweeper) -> ExperimentOutput``.
+
+    The function runs its simulations through ``sweep`` (seeds, root seed, backend and cache
+    are the sweeper's) and computes its theory directly.
+    """
 
     def deco(f):
         if name in _REGISTRY:
@@ -83,10 +118,16 @@ def _versions() -> dict:
     return out
 
 
-def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0) -> dict:
+def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0,
+        backend: str = "serial", workers: int | None = None, cache=None, scheduler: str | None = None,
+        quiet: bool = True) -> dict:
     """Run experiment ``name`` and write NAME.png, NAME.csv, NAME.json into ``out``.
 
-    Returns the JSON metadata (also written to disk).
+    Simulation tasks run on ``backend`` ("serial", "processes", "dask") with ``workers``
+    workers, cached under ``cache`` (resumable), see :mod:`simulations.sweep`. The CSV does not
+    depend on the backend, the number of workers or the cache. Returns the JSON metadata (also
+    written to disk). Raises :class:`simulations.sweep.SweepError` if tasks failed (finished
+    tasks are kept in the cache).
     """
     exp = get(name)
     if seeds is None:
@@ -97,8 +138,11 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    sweeper = Sweeper(experiment=name + ("-quick" if quick else ""), seeds=seeds, root_seed=seed,
+                      backend=backend, workers=workers, cache=None if cache is None else str(cache),
+                      scheduler=scheduler, quiet=quiet)
     t0 = time.perf_counter()
-    result = exp.function(quick=quick, seeds=seeds, seed=seed)
+    result = exp.function(quick=quick, sweep=sweeper)
     wall = time.perf_counter() - t0
     rows = tidy_rows(result.series)
     write_csv(rows, out / f"{name}.csv")
@@ -111,6 +155,8 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
         "seeds": {"count": seeds, "root_seed": seed},
         "versions": _versions(),
         "wall_time_s": round(wall, 3),
+        "sweep": {"backend": backend, "workers": workers, "cache": None if cache is None else str(cache),
+                  **sweeper.stats.as_dict()},
         "agreement": series_agreement(result.series),
         "notes": result.notes,
         "files": [f"{name}.png", f"{name}.csv", f"{name}.json"],

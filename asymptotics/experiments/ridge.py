@@ -21,18 +21,24 @@ import warnings
 
 import numpy as np
 
-from simulations.ridge import learning_curve
+from simulations.data import spectrum_from_spec
+from simulations.ridge import ridge_task
 
 from ..compare import Panel, Series
 from ..ridge import GaussianCovariateModel, NumericalWarning, marchenko_pastur_ridge
-from . import ExperimentOutput, register
+from . import ExperimentOutput, Sweeper, register
 
 
-def power_law_spectrum(p: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """ω_i = i^-α and b_i = i^-β/√S with S = Σ_j j^(α−2β), so that bᵀΩ⁻¹b = 1."""
-    i = np.arange(1, p + 1, dtype=float)
-    s = np.sum(i ** (alpha - 2 * beta))
-    return i**-alpha, i**-beta / np.sqrt(s)
+def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict:
+    """Ridge simulations for every n (one sweep task per (n, seed)): mean/std over seeds, (N, L)."""
+    params = [{"spectrum": spectrum, "y2": y2, "n": int(n), "lams": [float(x) for x in lams]} for n in ns]
+    res = sweep(ridge_task, params)
+    out = {}
+    for kind in ("test_error", "train_error"):
+        a = np.array([[r[kind] for r in per_n] for per_n in res])  # (N, S, L)
+        out[kind] = (a.mean(axis=1), a.std(axis=1, ddof=1) if a.shape[1] > 1 else np.zeros(a.shape[::2]))
+    out["n_seeds"] = sweep.seeds
+    return out
 
 
 def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:
@@ -45,19 +51,20 @@ def _lam_label(lam: float) -> str:
     return "λ = 0" if lam == 0 else f"λ = {lam:g}"
 
 
-def _curves(model, moments, ns_sim, lams, seeds, seed, n_theory, x_scale=1.0,
+def _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=1.0,
             test_panel="test", train_panel="train"):
     """Theory and simulated test/train curves vs n for every λ."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumericalWarning)  # λ = 0 at n = p is +inf by design
         th = model.ridge(n_theory[:, None], lams[None, :])
         at_sim = model.ridge(ns_sim[:, None].astype(float), lams[None, :])
-    sim = learning_curve(*moments, ns_sim, lams, seeds, seed=seed)
+    sim = _simulate(sweep, spectrum, model.y2, ns_sim, lams)
+    (mean_test, std_test), (mean_train, std_train) = sim["test_error"], sim["train_error"]
     series = []
     for j, lam in enumerate(lams):
         for panel, th_y, at, mean, std in (
-            (test_panel, th.test_error[:, j], at_sim.test_error[:, j], sim.mean_test[:, j], sim.std_test[:, j]),
-            (train_panel, th.train_error[:, j], at_sim.train_error[:, j], sim.mean_train[:, j], sim.std_train[:, j]),
+            (test_panel, th.test_error[:, j], at_sim.test_error[:, j], mean_test[:, j], std_test[:, j]),
+            (train_panel, th.train_error[:, j], at_sim.train_error[:, j], mean_train[:, j], std_train[:, j]),
         ):
             if panel is None:
                 continue
@@ -69,21 +76,22 @@ def _curves(model, moments, ns_sim, lams, seeds, seed, n_theory, x_scale=1.0,
                 panel=panel, name=_lam_label(lam),
                 theory_x=n_theory[keep_t] / x_scale, theory_y=th_y[keep_t],
                 sim_x=ns_sim[keep_s] / x_scale, sim_mean=mean[keep_s], sim_std=std[keep_s],
-                n_seeds=sim.n_seeds, theory_at_sim=at[keep_s]))
+                n_seeds=sim["n_seeds"], theory_at_sim=at[keep_s]))
     return series
 
 
 @register("ridge-isotropic", "Isotropic Gaussian features: deterministic equivalent, "
           "Marchenko–Pastur closed form and simulation", quick_seeds=20, full_seeds=50)
-def ridge_isotropic(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
+def ridge_isotropic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     p = 200 if quick else 1000
     noise = 0.1
     lams = np.array([0.0, 1e-3, 0.1, 1.0])
-    w, b = np.ones(p), np.full(p, 1 / np.sqrt(p))
+    spectrum = {"kind": "isotropic", "p": p}
+    w, b = spectrum_from_spec(spectrum)
     model = GaussianCovariateModel.from_spectrum(w, b, 1 + noise**2)
     n_theory = np.geomspace(0.1 * p, 10 * p, 400)
     ns_sim = _sim_ns(p, 0.1, 10, 12 if quick else 16)
-    series = _curves(model, (w, b, 1 + noise**2), ns_sim, lams, seeds, seed, n_theory, x_scale=p)
+    series = _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=p)
     deviation = 0.0
     for j, lam in enumerate(lams):
         _, mp = marchenko_pastur_ridge(n_theory, p, lam, noise**2)
@@ -108,17 +116,17 @@ def ridge_isotropic(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
 
 @register("ridge-power-law", "Power-law spectrum: double descent at n = p, optimal λ, and "
           "test error vs λ", quick_seeds=20, full_seeds=50)
-def ridge_power_law(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
+def ridge_power_law(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     p = 200 if quick else 1000
     alpha, beta, noise = 1.5, 1.0, 0.1
-    w, b = power_law_spectrum(p, alpha, beta)
+    spectrum = {"kind": "power-law", "p": p, "alpha": alpha, "beta": beta}
+    w, b = spectrum_from_spec(spectrum)
     y2 = 1.0 + noise**2
     model = GaussianCovariateModel.from_spectrum(w, b, y2)
-    moments = (w, b, y2)
     lams = np.array([0.0, 1e-4, 1e-2, 1.0])
     n_theory = np.geomspace(0.05 * p, 20 * p, 400)
     ns_sim = _sim_ns(p, 0.05, 20, 14 if quick else 20)
-    series = _curves(model, moments, ns_sim, lams, seeds, seed, n_theory)
+    series = _curves(model, sweep, spectrum, ns_sim, lams, n_theory)
     opt = model.optimal_lambda(np.geomspace(0.05 * p, 20 * p, 60))
     series.append(Series(panel="test", name="optimal λ (theory)", theory_x=opt.n, theory_y=opt.test_error,
                          style={"ls": "--", "color": "k"}))
@@ -131,11 +139,12 @@ def ridge_power_law(quick: bool, seeds: int, seed: int) -> ExperimentOutput:
         warnings.simplefilter("ignore", NumericalWarning)
         th = model.ridge(n_fixed[:, None].astype(float), lam_theory[None, :])
         at = model.ridge(n_fixed[:, None].astype(float), lam_sim[None, :])
-    sim = learning_curve(*moments, n_fixed, lam_sim, seeds, seed=seed)
+    sim = _simulate(sweep, spectrum, y2, n_fixed, lam_sim)
+    mean, std = sim["test_error"]
     for i, n in enumerate(n_fixed):
         series.append(Series(panel="vs-lambda", name=f"n = {n}", theory_x=lam_theory, theory_y=th.test_error[i],
-                             sim_x=lam_sim, sim_mean=sim.mean_test[i], sim_std=sim.std_test[i],
-                             n_seeds=sim.n_seeds, theory_at_sim=at.test_error[i]))
+                             sim_x=lam_sim, sim_mean=mean[i], sim_std=std[i],
+                             n_seeds=sim["n_seeds"], theory_at_sim=at.test_error[i]))
     panels = [Panel("test", "n", "test error", title=f"test error, ω_i = i^-{alpha}, b_i ∝ i^-{beta:g}"),
               Panel("train", "n", "training error", title="training error"),
               Panel("vs-lambda", "λ", "test error", title="test error vs λ")]

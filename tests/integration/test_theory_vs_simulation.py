@@ -11,7 +11,7 @@ import pytest
 
 from asymptotics import GaussianCovariateModel
 from asymptotics.compare import agreement
-from asymptotics.experiments.ridge import power_law_spectrum
+from simulations.data import power_law_spectrum
 from simulations.ridge import learning_curve
 
 SEEDS = 200
