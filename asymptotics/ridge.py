@@ -307,10 +307,9 @@ class GaussianCovariateModel:
             if j == 0:
                 best_lam[i], best_err[i] = 0.0, scan[i, 0]
                 continue
+            # Bracket the coarse minimum by its neighbours in log λ (grid index j ≥ 1 is λ_j > 0).
             jl, jh = max(j - 1, 1), min(j + 1, coarse)
             lo, hi = logs[jl - 1], logs[jh - 1]
-            if jl == j and j > 1:
-                lo = logs[j - 2]
             fun = lambda t, ni=ni: float(self.ridge(ni, math.exp(t)).test_error)
             res = scipy.optimize.minimize_scalar(fun, bounds=(lo, hi), method="bounded",
                                                  options={"xatol": xtol})

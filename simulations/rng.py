@@ -42,4 +42,9 @@ def child_rng(seed: SeedLike, *keys: int) -> np.random.Generator:
     """
     base = seed_sequence(seed)
     entropy = base.entropy if isinstance(base.entropy, (list, tuple)) else [base.entropy]
-    return make_rng(list(entropy) + list(base.spawn_key) + [int(k) for k in keys])
+    keys = [int(k) for k in keys]
+    if any(k < 0 for k in keys):
+        raise ValueError(f"keys must be non-negative integers, got {keys}")
+    # The key count is appended: SeedSequence pads with zeros, so (s, i) and (s, i, 0) would
+    # otherwise collide.
+    return make_rng(list(entropy) + list(base.spawn_key) + keys + [len(keys)])

@@ -112,3 +112,12 @@ def test_cli_reports_failed_tasks_with_nonzero_exit(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "1 of 5 tasks failed" in err and '"n": 3' in err and "ValueError: bad n" in err
     assert cli.main(["reproduce", "ridge-isotropic", "--scheduler", "tcp://h:1"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ridge-power-law", "ridge-isotropic"])
+def test_full_size_reproduction_agrees_with_theory(tmp_path, name):
+    """Paper-size run (p = 1000, 50 seeds): theory inside the error bars at every size."""
+    meta = experiments.run(name, quick=False, out=tmp_path, backend="processes", workers=2)
+    overall = meta["agreement"]["overall"]
+    assert overall["fraction_within_3sigma"] >= 0.9 and overall["max_abs_z"] < 5
