@@ -1,0 +1,167 @@
+r"""Linearised population covariances Ω, Φ, Ψ of deep random features and deep random teachers.
+
+Model (samples x ~ N(0, Σ) in R^d, no biases, weights used as given):
+
+    student  φ(x) = σ_L(W_L σ_{L−1}(⋯ σ_1(W_1 x))),     W_ℓ ∈ R^{p_ℓ × p_{ℓ−1}}, p_0 = d,
+    teacher  ψ(x) = σ*_{L*}(W*_{L*} ⋯ σ*_1(W*_1 x))      (or ψ(x) = x: a linear teacher, k = d).
+
+Gaussian equivalence replaces every activation applied to a pre-activation of variance r by its
+first two Hermite components plus independent noise, σ(h) ≈ κ0 + κ1 h + κ* ξ (see
+:func:`asymptotics.gaussian.kappas`). The mean κ0 is dropped: the features are taken centred,
+σ̃ = σ − κ0 (spec §2.4, option 1; exact for odd activations). Layer by layer, with
+C_ℓ = W_ℓ Ω_{ℓ−1} W_ℓᵀ the pre-activation covariance:
+
+    Ω_ℓ = (κ1 κ1ᵀ) ∘ C_ℓ + diag(κ*²)                      (E-Ω)
+
+where κ1, κ* are evaluated at the mean pre-activation variance r_ℓ = Tr C_ℓ / p_ℓ (default, the
+anchor code's ``avg=True``) or per neuron at r_{ℓ,i} = (C_ℓ)_{ii} (``per_neuron=True``; this keeps
+diag Ω_ℓ = E[σ̃(h_i)²] exact for unequal row norms). The cross-covariance of student and teacher
+units propagates with κ1 only, X ← (κ1 ∘ W) X on a student layer and X ← X (κ1* ∘ W*)ᵀ on a
+teacher layer — their κ*-noises are independent — except on layers the two networks share
+(literally the same neurons), where X follows Ω including its κ*² diagonal. Starting from
+Ω_0 = Ψ_0 = X_0 = Σ, the result is Ω = Ω_L (p × p), Φ = X (p × k), Ψ = Ψ_{L*} (k × k), which feed
+:meth:`asymptotics.ridge.GaussianCovariateModel.from_teacher` directly.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from . import functions, gaussian
+
+__all__ = ["linearized_covariances", "layer_kappas"]
+
+
+def _as_matrix(w, name: str) -> np.ndarray:
+    a = np.asarray(w, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D weight matrix, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def _check_chain(weights, name: str, d: int) -> list[np.ndarray]:
+    if weights is None or len(weights) == 0:
+        raise ValueError(f"{name} must be a non-empty list of weight matrices")
+    mats = [_as_matrix(w, f"{name}[{i}]") for i, w in enumerate(weights)]
+    prev = d
+    for i, m in enumerate(mats):
+        if m.shape[1] != prev:
+            raise ValueError(f"{name}[{i}] has shape {m.shape}: expected {prev} columns "
+                             f"(the width of the layer before)")
+        prev = m.shape[0]
+    return mats
+
+
+def _check_activations(activations, count: int, name: str) -> list:
+    if isinstance(activations, (str, functions.Activation)):
+        activations = [activations] * count
+    if len(activations) != count:
+        raise ValueError(f"{name} must have one activation per layer: got {len(activations)} for {count} layers")
+    return [functions.get(a) for a in activations]
+
+
+def layer_kappas(activation, pre_covariance: np.ndarray, per_neuron: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(κ1, κ*, r) of one layer from its pre-activation covariance C: per neuron or at Tr C/p."""
+    diag = np.clip(np.diag(pre_covariance), 0.0, None)
+    if per_neuron:
+        r = diag
+    else:
+        r = np.full(diag.shape, diag.mean())
+    if np.any(r <= 0):
+        raise ValueError("a pre-activation has zero variance (a zero row of the weights?)")
+    uniq, inverse = np.unique(r, return_inverse=True)
+    _, k1, ks = (np.asarray(x, dtype=np.float64) for x in gaussian.kappas(activation, uniq))
+    return k1[inverse], ks[inverse], r
+
+
+def _student_layer(w, act, omega, per_neuron):
+    c = w @ omega @ w.T
+    c = 0.5 * (c + c.T)
+    k1, ks, r = layer_kappas(act, c, per_neuron)
+    new = (k1[:, None] * c) * k1[None, :]
+    new[np.diag_indices_from(new)] += ks**2
+    return new, k1
+
+
+def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequence | None = None,
+                           teacher_activations=None, input_covariance=None, *, per_neuron: bool = False,
+                           shared_layers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linearised (Ω, Φ, Ψ) of a deep random-feature student and a linear or deep teacher.
+
+    Parameters
+    ----------
+    weights : list of arrays, W_ℓ of shape (p_ℓ, p_{ℓ−1}), p_0 = d, used as given.
+    activations : one activation (name or :class:`asymptotics.functions.Activation`) per layer,
+        or a single one for all layers.
+    teacher_weights, teacher_activations : the teacher network; ``None`` means the linear
+        teacher ψ(x) = x (k = d).
+    input_covariance : Σ (d × d), identity by default.
+    per_neuron : evaluate κ1, κ* at each neuron's own pre-activation variance (default: at the
+        layer's mean variance Tr C_ℓ/p_ℓ).
+    shared_layers : number of first layers the teacher shares with the student (the same
+        neurons). Default: detected as the longest common prefix of identical weight *objects*
+        with identical activations.
+
+    Returns
+    -------
+    Ω (p_L × p_L), Φ (p_L × k), Ψ (k × k), all float64; see the module docstring for the
+    recursion. Activations are taken centred (their mean κ0 is not included).
+    """
+    student = list(weights)
+    if input_covariance is None:
+        d = _as_matrix(student[0], "weights[0]").shape[1] if len(student) else 0
+        sigma = np.eye(d)
+    else:
+        sigma = _as_matrix(input_covariance, "input_covariance")
+        if sigma.shape[0] != sigma.shape[1]:
+            raise ValueError(f"input_covariance must be square, got shape {sigma.shape}")
+        if np.max(np.abs(sigma - sigma.T), initial=0.0) > 1e-10 * max(np.max(np.abs(sigma)), 1e-300):
+            raise ValueError("input_covariance must be symmetric")
+        if np.linalg.eigvalsh(sigma).min() < -1e-10 * max(np.max(np.abs(sigma)), 1e-300):
+            raise ValueError("input_covariance must be positive semi-definite")
+        d = sigma.shape[0]
+    mats = _check_chain(student, "weights", d)
+    acts = _check_activations(activations, len(mats), "activations")
+    if teacher_weights is None:
+        if teacher_activations is not None:
+            raise ValueError("teacher_activations given without teacher_weights")
+        t_mats, t_acts = [], []
+    else:
+        if teacher_activations is None:
+            raise ValueError("teacher_weights given without teacher_activations")
+        t_mats = _check_chain(list(teacher_weights), "teacher_weights", d)
+        t_acts = _check_activations(teacher_activations, len(t_mats), "teacher_activations")
+
+    if shared_layers is None:
+        shared = 0
+        if teacher_weights is not None:
+            for ws, wt, a_s, a_t in zip(student, teacher_weights, acts, t_acts):
+                if ws is wt and a_s.name == a_t.name:
+                    shared += 1
+                else:
+                    break
+    else:
+        shared = int(shared_layers)
+        if not 0 <= shared <= min(len(mats), len(t_mats)):
+            raise ValueError(f"shared_layers must be in [0, {min(len(mats), len(t_mats))}], got {shared_layers}")
+        for i in range(shared):
+            if mats[i].shape != t_mats[i].shape or not np.array_equal(mats[i], t_mats[i]) or acts[i].name != t_acts[i].name:
+                raise ValueError(f"shared_layers={shared}: layer {i} of the teacher differs from the student's")
+
+    omega = sigma.copy()
+    for i in range(shared):  # the same neurons: Ω = Ψ = X
+        omega, _ = _student_layer(mats[i], acts[i], omega, per_neuron)
+    psi = omega.copy()
+    cross = omega.copy()
+    for i in range(shared, len(mats)):
+        omega_new, k1 = _student_layer(mats[i], acts[i], omega, per_neuron)
+        cross = k1[:, None] * (mats[i] @ cross)
+        omega = omega_new
+    for j in range(shared, len(t_mats)):
+        psi_new, k1t = _student_layer(t_mats[j], t_acts[j], psi, per_neuron)
+        cross = (cross @ t_mats[j].T) * k1t[None, :]
+        psi = psi_new
+    return omega, cross, psi
