@@ -121,3 +121,19 @@ def test_full_size_reproduction_agrees_with_theory(tmp_path, name):
     meta = experiments.run(name, quick=False, out=tmp_path, backend="processes", workers=2)
     overall = meta["agreement"]["overall"]
     assert overall["fraction_within_3sigma"] >= 0.9 and overall["max_abs_z"] < 5
+
+
+@pytest.mark.parametrize("name", ["deep-rf-activations", "deep-rf-estimated"])
+def test_deep_quick_experiments_agree(tmp_path, name):
+    """Quick deep random-feature experiments: ≥ 85% of the points within 3 standard errors (the
+    rest is the O(p^-1/2) finite-width deviation at p = 200)."""
+    meta = experiments.run(name, quick=True, out=tmp_path)
+    overall = meta["agreement"]["overall"]
+    assert overall["fraction_within_3sigma"] >= 0.85
+    assert (tmp_path / f"{name}.png").exists()
+
+
+def test_finite_size_experiment_reports_a_decreasing_deviation(tmp_path):
+    meta = experiments.run("deep-rf-finite-size", quick=True, out=tmp_path, seeds=8)
+    slopes = meta["notes"]["loglog_slopes"]
+    assert slopes["per-neuron variances"] < 0
