@@ -167,7 +167,7 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
 
     ncols = ncols or min(len(panels), 3)
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.0 * ncols, 7.0), 4.0 * nrows), squeeze=False)
     by_name = {p.name: ax for p, ax in zip(panels, axes.ravel())}
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)

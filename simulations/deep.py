@@ -10,6 +10,12 @@ realised weights anywhere (the theory is conditional on them):
 Student weights are W_ℓ = Z_ℓ/√p_{ℓ−1} drawn from ``child_rng(s, 0)``; the teacher (weights and
 readout θ* ~ N(0, I_k)) from ``child_rng(s, 1)``; ``"widths": [d]`` is the linear teacher
 ψ(x) = x. Labels y = θ*ᵀψ(x)/√k + σ ε; inputs x ~ N(0, I_d).
+
+``{"kind": "rainbow", "d": d, "gamma": γ, "weight_seed": s}`` is the structured network of the
+deep-features paper's rainbow figure (spec §4 F3): with D_γ = diag(i^-γ),
+W_s = Z_s D_0.3^{1/2}/√d, W_1 = ½ Z_1 D_γ^{1/2}/√d + ½ W_s, C_3 = (W_1W_1ᵀ + ½I)⁻¹,
+W_3 = Z_3 C_3^{1/2}/√d; φ(x) = tanh(W_3 tanh(W_1 tanh(W_1 x))) (W_1 used twice), teacher
+y = θᵀ tanh(W_s x)/√d, θ ~ N(0, I_d), no noise.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ __all__ = ["build_network", "deep_ridge_task", "moments_task"]
 
 def build_network(spec: dict) -> tuple[list[np.ndarray], list, Teacher]:
     """(student weights, student activations, teacher) of a network ``spec`` (module docstring)."""
+    if spec.get("kind") == "rainbow":
+        return _rainbow(spec)
     try:
         d = int(spec["d"])
         widths = [int(w) for w in spec["widths"]]
@@ -44,10 +52,21 @@ def build_network(spec: dict) -> tuple[list[np.ndarray], list, Teacher]:
     return weights, acts, teacher
 
 
+def _rainbow(spec: dict):
+    d, gamma, seed = int(spec["d"]), float(spec["gamma"]), int(spec["weight_seed"])
+    i = np.arange(1, d + 1, dtype=np.float64)
+    ws = random_weights([d, d], child_rng(seed, 0), [np.diag(i**-0.3)])[0]
+    w1 = 0.5 * random_weights([d, d], child_rng(seed, 1), [np.diag(i**-gamma)])[0] + 0.5 * ws
+    c3 = np.linalg.inv(w1 @ w1.T + 0.5 * np.eye(d))
+    w3 = random_weights([d, d], child_rng(seed, 2), [c3])[0]
+    theta = child_rng(seed, 3).standard_normal(d)
+    return [w1, w1, w3], ["tanh"] * 3, Teacher(theta, (ws,), ("tanh",), 0.0)
+
+
 def deep_ridge_task(params: dict, seed: np.random.SeedSequence) -> dict:
     """One sweep task: ridge on n samples of deep random features, every λ of the path.
 
-    ``params``: ``network`` (spec), ``n``, ``lams``, ``n_test``, optional ``dtype``
+    ``params``: ``network`` (spec), ``n``, ``lams`` (mean-loss λ), ``n_test``, optional ``dtype``
     ("float64" default). The test error is the mean squared error (label noise included) on
     ``n_test`` fresh samples. Returns ``{"test_error": (L,), "train_error": (L,)}``.
     """

@@ -57,14 +57,15 @@ class Sweeper:
     quiet: bool = True
     stats: SweepStats = field(default_factory=SweepStats)
 
-    def __call__(self, fn, params: Sequence[dict]) -> list[list]:
-        res = run_sweep(fn, params, self.seeds, experiment=self.experiment, root_seed=self.root_seed,
+    def __call__(self, fn, params: Sequence[dict], seeds: int | None = None) -> list[list]:
+        """Results ``[i][s]``; ``seeds`` overrides the experiment's number of seeds for this call."""
+        seeds = self.seeds if seeds is None else seeds
+        res = run_sweep(fn, params, seeds, experiment=self.experiment, root_seed=self.root_seed,
                         backend=self.backend, workers=self.workers, cache=self.cache,
                         scheduler=self.scheduler, quiet=self.quiet)
         for key in ("total", "computed", "cached", "failed", "corrupt", "wall_time_s"):
             setattr(self.stats, key, getattr(self.stats, key) + getattr(res.stats, key))
-        s = self.seeds
-        return [res.results[i * s:(i + 1) * s] for i in range(len(params))]
+        return [res.results[i * seeds:(i + 1) * seeds] for i in range(len(params))]
 
 
 @dataclass(frozen=True)
