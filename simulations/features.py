@@ -351,6 +351,16 @@ def _rows(X: np.ndarray, i: int, j: int, dtype: np.dtype, name: str) -> np.ndarr
     return H
 
 
+def _setup(X, weights, activations, dtype, chunk):
+    """Validated (X, dtype, network, n, chunk) shared by :func:`feature_map` and :func:`iter_features`."""
+    X = _real_matrix(X, "X")
+    dt = _infer_dtype(X, weights) if dtype is None else _check_dtype(dtype)
+    net = _prepare_network(weights, activations, dt)
+    X = _check_X(X, net.d)
+    n = X.shape[0]
+    return X, dt, net, n, _check_chunk(chunk, net, n)
+
+
 def feature_map(X, weights, activations, *, dtype=None, chunk=None, out=None) -> np.ndarray:
     """Deep random features F = sigma_L(... sigma_1(X W_1^T) ... W_L^T), shape (n, p_L).
 
@@ -382,12 +392,7 @@ def feature_map(X, weights, activations, *, dtype=None, chunk=None, out=None) ->
     Raises ``ValueError`` naming the argument for shape mismatches, NaN/inf, a wrong
     number of activations, ``chunk <= 0`` or a bad ``out``.
     """
-    X = _real_matrix(X, "X")
-    dt = _infer_dtype(X, weights) if dtype is None else _check_dtype(dtype)
-    net = _prepare_network(weights, activations, dt)
-    X = _check_X(X, net.d)
-    n = X.shape[0]
-    c = _check_chunk(chunk, net, n)
+    X, dt, net, n, c = _setup(X, weights, activations, dtype, chunk)
     if out is None:
         out = np.empty((n, net.p), dtype=dt)
     else:
@@ -413,12 +418,7 @@ def iter_features(X, weights, activations, *, dtype=None, chunk=None) -> Iterato
     row order; concatenated they equal ``feature_map`` with the same ``chunk``. Arguments
     are validated when the generator is created (before the first chunk is requested).
     """
-    X = _real_matrix(X, "X")
-    dt = _infer_dtype(X, weights) if dtype is None else _check_dtype(dtype)
-    net = _prepare_network(weights, activations, dt)
-    X = _check_X(X, net.d)
-    n = X.shape[0]
-    c = _check_chunk(chunk, net, n)
+    X, dt, net, n, c = _setup(X, weights, activations, dtype, chunk)
 
     def gen():
         bufs = _Buffers(net, c)

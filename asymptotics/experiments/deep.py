@@ -81,30 +81,31 @@ LAMS = [0.0, 1e-2, 0.3]
           "vs n (λ including 0)", quick_seeds=10, full_seeds=20)
 def deep_rf_depth(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     s = _sizes(quick)
+    cases = {f"L = {depth}": (network_spec(s["d"], [s["p"]] * depth, ["tanh"] * depth),
+                              f"{depth}-layer tanh features, p = {s['p']}") for depth in (1, 2, 3)}
+    out = _panels_of_curves(sweep, s, cases, "Deep random features: depth")
+    out.parameters.update(teacher="linear, θ* ~ N(0, I_d), σ = 0.1", theory="linearised, per-neuron variances")
+    return out
+
+
+def _panels_of_curves(sweep: Sweeper, s: dict, cases: dict, title: str) -> ExperimentOutput:
+    """One panel of learning curves (λ ∈ LAMS) per case {panel name: (network spec, panel title)}."""
     ns = _sim_ns(s["p"], 0.15, 5, s["count"])
     panels, series = [], []
-    for depth in (1, 2, 3):
-        spec = network_spec(s["d"], [s["p"]] * depth, ["tanh"] * depth)
-        name = f"L = {depth}"
-        panels.append(Panel(name, "n", "test error", title=f"{depth}-layer tanh features, p = {s['p']}"))
+    for name, (spec, panel_title) in cases.items():
+        panels.append(Panel(name, "n", "test error", title=panel_title))
         series += curves(sweep, spec, name, ns, LAMS, s["n_test"])
-    return ExperimentOutput(panels, series, parameters={**s, "lams": LAMS, "ns_simulated": ns.tolist(),
-                            "teacher": "linear, θ* ~ N(0, I_d), σ = 0.1", "theory": "linearised, per-neuron variances"},
-                            title="Deep random features: depth")
+    return ExperimentOutput(panels, series, parameters={**s, "lams": LAMS, "ns_simulated": ns.tolist()},
+                            title=title)
 
 
 @register("deep-rf-activations", "Two-layer random features with tanh, erf(z/√2) and sign activations, "
           "linear teacher", quick_seeds=10, full_seeds=20)
 def deep_rf_activations(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     s = _sizes(quick)
-    ns = _sim_ns(s["p"], 0.15, 5, s["count"])
-    panels, series = [], []
-    for act in ("tanh", "erf_scaled", "sign"):
-        spec = network_spec(s["d"], [s["p"]] * 2, [act] * 2)
-        panels.append(Panel(act, "n", "test error", title=f"σ = {act}, 2 layers, p = {s['p']}"))
-        series += curves(sweep, spec, act, ns, LAMS, s["n_test"])
-    return ExperimentOutput(panels, series, parameters={**s, "lams": LAMS, "ns_simulated": ns.tolist()},
-                            title="Deep random features: activations")
+    cases = {act: (network_spec(s["d"], [s["p"]] * 2, [act] * 2), f"σ = {act}, 2 layers, p = {s['p']}")
+             for act in ("tanh", "erf_scaled", "sign")}
+    return _panels_of_curves(sweep, s, cases, "Deep random features: activations")
 
 
 @register("deep-rf-teachers", "Two-layer tanh random features learning a linear, a one-layer sign and a "
@@ -112,17 +113,11 @@ def deep_rf_activations(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 def deep_rf_teachers(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     s = _sizes(quick)
     d = s["d"]
-    ns = _sim_ns(s["p"], 0.15, 5, s["count"])
     teachers = {"linear teacher": (None, ()),
                 "sign teacher (k = d)": ([d, d], ["sign"]),
                 "2-layer tanh teacher": ([d, d, d], ["tanh", "tanh"])}
-    panels, series = [], []
-    for name, (tw, ta) in teachers.items():
-        spec = network_spec(d, [s["p"]] * 2, ["tanh"] * 2, tw, ta)
-        panels.append(Panel(name, "n", "test error", title=name))
-        series += curves(sweep, spec, name, ns, LAMS, s["n_test"])
-    return ExperimentOutput(panels, series, parameters={**s, "lams": LAMS, "ns_simulated": ns.tolist()},
-                            title="Deep random features: teachers")
+    cases = {name: (network_spec(d, [s["p"]] * 2, ["tanh"] * 2, tw, ta), name) for name, (tw, ta) in teachers.items()}
+    return _panels_of_curves(sweep, s, cases, "Deep random features: teachers")
 
 
 @register("deep-rf-finite-size", "Theory–simulation deviation at fixed n/p and λ as the widths grow; "
