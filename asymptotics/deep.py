@@ -24,6 +24,7 @@ teacher layer — their κ*-noises are independent — except on layers the two 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -61,6 +62,14 @@ def _check_activations(activations, count: int, name: str) -> list:
     if len(activations) != count:
         raise ValueError(f"{name} must have one activation per layer: got {len(activations)} for {count} layers")
     return [functions.get(a) for a in activations]
+
+
+def _warn_if_not_centred(acts) -> None:
+    means = [a.name for a in acts if not a.is_odd]
+    if means:
+        warnings.warn(f"activations {sorted(set(means))} are not odd: their mean κ0 is dropped, i.e. the "
+                      "linearisation describes centred activations σ − κ0(r) (spec §2.4); simulate the "
+                      "same centred network, or use odd activations", UserWarning, stacklevel=3)
 
 
 def layer_kappas(activation, pre_covariance: np.ndarray, per_neuron: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,6 +144,7 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
         t_mats = _check_chain(list(teacher_weights), "teacher_weights", d)
         t_acts = _check_activations(teacher_activations, len(t_mats), "teacher_activations")
 
+    _warn_if_not_centred(acts + t_acts)
     if shared_layers is None:
         shared = 0
         if teacher_weights is not None:

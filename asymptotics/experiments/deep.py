@@ -70,8 +70,12 @@ def curves(sweep, spec, panel, ns_sim, lams, n_test, model=None) -> list[Series]
             for j, lam in enumerate(lams)]
 
 
+LAMBDA_CONVENTION = "mean loss: (1/n)Σ(y−θᵀφ)² + λ‖θ‖²"
+
+
 def _sizes(quick: bool) -> dict:
-    return dict(d=100, p=200, n_test=4000, count=8) if quick else dict(d=400, p=800, n_test=10000, count=12)
+    size = dict(d=100, p=200, n_test=4000, count=8) if quick else dict(d=400, p=800, n_test=10000, count=12)
+    return {**size, "lambda_convention": LAMBDA_CONVENTION}
 
 
 LAMS = [0.0, 1e-2, 0.3]
@@ -149,7 +153,8 @@ def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                          theory_y=np.array(rel_se), style={"ls": ":", "color": "0.4"}))
     return ExperimentOutput([Panel("deviation", "p (width of both layers, d = p/2)", "|mean − theory| / theory",
                                    title=f"n/p = {ratio:g}, λ = {lam:g}, 2-layer tanh")], series,
-                            parameters={"widths": widths, "lam": lam, "n_over_p": ratio, "d_over_p": 0.5},
+                            parameters={"widths": widths, "lam": lam, "n_over_p": ratio, "d_over_p": 0.5,
+                                        "lambda_convention": LAMBDA_CONVENTION},
                             title="Finite-size deviation of the deep random-features theory",
                             notes={"loglog_slopes": slopes, "relative_deviation": dev,
                                    "relative_standard_error": rel_se,
@@ -228,5 +233,6 @@ def deep_rainbow(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     return ExperimentOutput(
         [Panel("rainbow", "n", "test error", xscale="linear", title=f"rainbow features, d = p = {d}, λ_c = {lam_c:g}")],
         series, parameters={"d": d, "gammas": gammas, "lambda_c_sum_loss": lam_c, "lambda_ours": "λ_c / n",
+                            "lambda_convention": "paper/anchor code: sum loss on raw features, λ = λ_c / n",
                             "moment_samples": n_cov, "n_test": n_test, "ns_simulated": ns_sim.tolist()},
         title="Deep rainbow random features (theory from moments estimated on fresh samples)")

@@ -31,6 +31,7 @@ def test_linear_deep_network_is_a_product_and_has_the_bottleneck_rank():
     assert np.linalg.matrix_rank(omega, tol=1e-10 * np.abs(omega).max()) == 20
 
 
+@pytest.mark.filterwarnings("ignore:activations .* are not odd")
 @settings(max_examples=15, deadline=None)
 @given(act=st.sampled_from(["tanh", "erf", "sign", "relu", "erf_scaled", "cube"]), depth=st.integers(1, 3),
        seed=st.integers(0, 1000))
@@ -129,3 +130,14 @@ def test_bad_inputs():
         linearized_covariances(ws, "tanh", teacher_weights=ws)
     with pytest.raises(ValueError, match="NaN"):
         linearized_covariances([np.full((3, 10), np.nan)], "tanh")
+
+
+def test_non_odd_activation_warns_that_kappa0_is_dropped():
+    ws = weights([10, 12])
+    with pytest.warns(UserWarning, match="relu.*not odd"):
+        linearized_covariances(ws, "relu")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        linearized_covariances(ws, "tanh")
