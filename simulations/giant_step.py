@@ -1,0 +1,933 @@
+"""Two-layer networks after (giant) gradient steps on the first layer: Algorithm 1.
+
+Model (Dandi, Krzakala, Loureiro, Pesce, Stephan, "How two-layer neural networks learn, one
+(giant) step at a time", JMLR 2024; spec ``specs/giant_step.md`` §0-§2, §5)
+--------------------------------------------------------------------------------------------
+* Inputs z ~ N(0, I_d), samples are rows (a batch Z is n x d).
+* Multi-index target y = g(W* z) + sqrt(noise_var) eps, W* (k x d) with orthonormal rows
+  theta_1..theta_k, drawn as the (transposed) Q factor of a d x k Gaussian matrix.
+  ``g`` is a numpy callable of the (m, k) array h = Z W*^T, or a string/sympy expression
+  in ``h1 .. hk`` (any function registered in :mod:`asymptotics.functions` may be used,
+  e.g. ``"relu(h1) + he2(h2)"``), or one of the named targets of :data:`TARGETS`.
+* Network f(z; W, a) = a^T sigma(W z) / sqrt(p), W (p x d), second layer a FIXED at a0
+  during the first-layer steps.
+* Step t = 0..T-1, on a FRESH batch (Z_t, y_t) of n samples, full-batch gradient descent on
+  L(W) = (1/2n) sum (y - f(z; W, a0))^2::
+
+      H = Z W^T,  r = y - sigma(H) a0/sqrt(p),  R = (r a0^T/sqrt(p)) * sigma'(H),
+      G = R^T Z / n = -grad_W L,  W <- W + eta G.
+
+  No row normalisation, no bias, no weight decay.
+* Readout: ridge on the second layer on an independent fresh batch of ``n_ridge`` (default n)
+  samples, in the project's convention with F = sigma(Z W^T) (no 1/sqrt(p) inside F)::
+
+      theta = (F^T F/n_ridge + lam I)^{-1} F^T y/n_ridge,   y_hat = F theta.
+
+  The paper's lambda_P (its ridge is argmin ||y - X w/sqrt p||^2 + lambda_P ||w||^2) is
+  ``lam = lambda_P * p / n_ridge`` (:func:`lam_from_paper`); the paper's second layer is
+  w = sqrt(p) theta. ``reuse_batch=True`` fits the readout on the last gradient batch
+  instead, as single_step.ipynb does.
+* Test error: mean of (y - y_hat)^2 over ``n_test`` fresh samples (label noise included,
+  no factor 1/2). The training error is the same mean over the readout batch.
+* ``preprocess=True`` ("remove the first Hermite component", single_step.ipynb): on each
+  gradient batch A = mean(y), B = Z^T y/n and the step uses y~ = y - A - Z B. The readout
+  is fitted to y~ on its own batch and predicts A + B^T z + F theta, with (A, B) from the
+  last gradient batch (``prep_estimate="gradient"``, default) or estimated on the readout
+  batch (``"ridge"``; also what ``steps = 0`` uses, having no gradient batch). Test labels
+  never enter anything but the test error (the notebook's test-set leak is not reproduced).
+* ``steps = 0`` is plain random-features ridge regression on sigma(Z W0^T).
+
+Learning rate (spec §2): ``eta`` is either the step size itself (a positive number) or the
+name of a rule, with the prefactor ``eta_c`` (defaults in brackets)::
+
+    "const":    eta = c p               [c = 2; multiple_steps.ipynb]
+    "sqrt":     eta = c p sqrt(n/d)     [c = 1; recommended for the stairway figure]
+    "notebook": eta = c sqrt(n p)       [c = 10; single_step.ipynb]
+
+Initialisation: W0 rows i.i.d. N(0, I/d) (``w_init="gauss"``) or uniform on the unit sphere
+(``"sphere"``); a0 (``a_init``): ``"gauss"`` a_j ~ N(0, 1/p), ``"pm1"`` a_j = +-1/sqrt(p)
+with fair signs (``forced_signs=m`` forces the first m entries to + and the next m to -, as
+in multiple_steps.ipynb), ``"ones"`` a_j = 1/sqrt(p); or explicit arrays.
+
+Overlaps (spec §4, §6): after every step (and at initialisation) the rows w_j are normalised
+and projected on span(W*): ``row_overlaps[j, i] = w_j.theta_i/|w_j|``, ``cosines[j] =
+|P* w_j|/|w_j|`` and ``mean_cosine`` their mean (random level sqrt(k/d)); ``subspace`` is
+the k x k matrix mean_j of (W* w^_j)(W* w^_j)^T, whose eigenvalues say how many directions of
+span(W*) the neurons have picked up. The normalised rows of each step's gradient G get the same
+treatment (``gradient_overlaps``, ``gradient_mean_cosine``): the scatter panels of the paper.
+
+Computation
+-----------
+Nothing of size n x d or n x p is ever held: each batch is generated and consumed chunk by
+chunk (memory O(chunk x max(d, p)) + O(p (p + d))). Per chunk: one GEMM H = Z W^T, the
+activation and its derivative applied by :func:`asymptotics.functions.apply`, a GEMV for the
+network output, and the accumulations G += sigma'(H)^T (r * Z) (GEMM), K += F^T F (SYRK) and
+F^T y; the readout is solved in float64 from K by one symmetric eigendecomposition (every
+lambda of a grid at O(p^2) each; lam = 0 is the minimum-norm solution), and the test error
+needs only F_test theta. Preprocessing costs a second generation pass over the gradient
+batch (A and B must be known before the step). The random numbers of the blocks of a chunk are
+drawn by ``threads`` threads (default: the BLAS thread limit). On machines with few cores, set
+``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (before numpy is imported): otherwise idle
+OpenBLAS threads spin ~0.1 s after every product and take a core from that drawing (about 15%
+of the run time at d = 512, p = 1024 on 2 cores).
+
+Randomness and chunking: rows are drawn in fixed blocks of ``block`` rows (default
+:data:`BLOCK`); block b of a batch comes from ``child_rng(seed, purpose, step, b, 0)``
+(inputs, float64) and ``child_rng(seed, purpose, step, b, 1)`` (label noise), with purposes
+teacher, W0, a0, gradient batch t, readout batch, test batch. A batch of n rows is the first
+n rows of its stream (batches of different n share their first rows). ``chunk`` (rows per
+compute chunk) is rounded down to a multiple of ``block`` and every accumulation is summed
+block by block in block order, so the result is bitwise the same for every chunk size
+(changing ``block`` changes the random draw, not its law).
+
+float32 (``dtype="float32"``): the inputs are drawn in float64 (labels are always computed
+in float64) and rounded; the GEMMs and activations run in float32, every accumulation over
+blocks, the update of W and the ridge solve in float64. About twice as fast; the relative
+error of the test error is ~1e-6, far below its seed-to-seed spread.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import sympy
+from sympy.core.function import AppliedUndef
+
+from asymptotics import functions
+
+from .ridge import _check_lams, _spectral_filters
+from .rng import SeedLike, child_rng, seed_sequence
+
+__all__ = [
+    "BLOCK",
+    "TARGETS",
+    "RULES",
+    "TargetFunction",
+    "make_target",
+    "learning_rate",
+    "lam_from_paper",
+    "GiantStepProblem",
+    "make_problem",
+    "first_layer_gradient",
+    "StepOverlap",
+    "GiantStepResult",
+    "simulate",
+    "giant_step_task",
+]
+
+#: Rows per block of every random stream (a fixed constant by default: results never depend
+#: on the compute chunk, only on the block size).
+BLOCK = 4096
+#: Default compute chunk: about this many elements (rows x max(d, p)) per buffer.
+_CHUNK_ELEMENTS = 1 << 23
+_EPS = np.finfo(np.float64).eps
+
+# Purposes of the random streams: child_rng(seed, purpose, ...).
+_TEACHER, _W0, _A0, _GD, _RIDGE, _TEST = range(6)
+
+#: Named targets of the spec (§1), all with k = 2 and the committee factor 1/2.
+TARGETS: dict[str, str] = {
+    # T1: sigma*_1 = sigma*_2 = He1 + He2/2 + He4/24 ("hermite1+2+4_norm")
+    "T1": "(h1 + (h1**2 - 1)/2 + (h1**4 - 6*h1**2 + 3)/24"
+          " + h2 + (h2**2 - 1)/2 + (h2**4 - 6*h2**2 + 3)/24)/2",
+    # T2: staircase, sigma*_1 = x + x^2, sigma*_2 = x - x^2
+    "T2": "((h1 + h1**2) + (h2 - h2**2))/2",
+    # T3: sigma*_1 = 4x + x^2, sigma*_2 = x ("stuck" example)
+    "T3": "((4*h1 + h1**2) + h2)/2",
+}
+
+#: Learning-rate rules and their default prefactors (spec §2).
+RULES: dict[str, float] = {"const": 2.0, "sqrt": 1.0, "notebook": 10.0}
+
+_OPTIONS = {
+    "k": None, "noise_var": 0.0, "reuse_batch": False, "n_ridge": None, "w_init": "gauss",
+    "W_star": None, "dtype": "float64", "chunk": None, "block": BLOCK,
+    "prep_estimate": "gradient", "eta_c": None, "forced_signs": 0, "return_weights": False,
+    "threads": None,
+}
+
+
+def _blas_threads() -> int:
+    """The current BLAS thread limit (respects threadpoolctl limits set by sweeps)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [int(i["num_threads"]) for i in threadpool_info() if i.get("user_api") == "blas"]
+    except Exception:  # threadpoolctl missing or failing: no parallel generation
+        return 1
+    return max(1, min(counts)) if counts else 1
+
+
+# =============================================================================== validation
+def _pos_int(v, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _nonneg_int(v, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def _nonneg_float(v, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return float(v)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _real_array(a, name: str, shape: tuple) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a real array, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def _activation(a):
+    try:
+        return functions.get(a)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"activation: {exc}") from None
+
+
+# =============================================================================== targets
+_H_NAME = re.compile(r"h([1-9]\d*)")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True, eq=False)
+class TargetFunction:
+    """A multi-index target g: R^k -> R evaluated on the rows of h = Z W*^T.
+
+    ``expr`` is the sympy expression (in real symbols h1..hk) when the target was given
+    symbolically, else None. Calling it on an (m, k) float64 array returns an (m,) float64
+    array.
+    """
+
+    k: int
+    fn: Callable = field(repr=False)
+    expr: sympy.Expr | None = None
+    columns: bool = field(default=False, repr=False)  # fn takes k column arguments
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        m = h.shape[0]
+        with np.errstate(over="ignore", under="ignore"):
+            y = self.fn(*h.T) if self.columns else self.fn(h)
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (m,):
+            if y.ndim == 0:
+                return np.full(m, float(y))
+            if y.shape == (m, 1):
+                return y[:, 0]
+            raise ValueError(f"target must return an array of shape ({m},) for h of shape "
+                             f"{h.shape}, got {y.shape}")
+        return y
+
+
+def _parse_target(text_or_expr) -> sympy.Expr:
+    """sympy expression of a target string/expression in h1..hk (ValueError naming target)."""
+    if isinstance(text_or_expr, str):
+        text = TARGETS.get(text_or_expr, text_or_expr)
+        local: dict[str, Any] = {}
+        for name in set(_IDENT.findall(text)):
+            if _H_NAME.fullmatch(name):
+                local[name] = sympy.Symbol(name, real=True)
+                continue
+            try:  # a registered activation used as a function, e.g. relu(h1), he3(h2)
+                act = functions.get(name)
+            except (TypeError, ValueError):
+                continue
+            local[name] = sympy.Lambda(functions.z, act.expr)
+        try:
+            expr = sympy.parse_expr(text, local_dict=local)
+        except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
+            raise ValueError(f"target: cannot parse {text_or_expr!r} ({err})") from None
+    else:
+        expr = text_or_expr
+    try:
+        expr = sympy.sympify(expr)
+    except (sympy.SympifyError, TypeError) as err:
+        raise ValueError(f"target: {text_or_expr!r} is not an expression ({err})") from None
+    if not isinstance(expr, sympy.Expr):
+        raise ValueError(f"target: {text_or_expr!r} is not a sympy expression")
+    bad = sorted(str(s) for s in expr.free_symbols if not _H_NAME.fullmatch(str(s)))
+    if bad:
+        raise ValueError(f"target: unknown variable(s) {bad} in {expr}; the target is a function "
+                         f"of h1, h2, ..., hk (the projections W* z)")
+    undefined = expr.atoms(AppliedUndef)
+    if undefined:
+        raise ValueError(f"target: unknown function(s) {sorted(map(str, undefined))} in {expr} "
+                         f"(sympy functions and the registered activations {functions.names()} "
+                         f"are allowed)")
+    # one real symbol per index, whatever assumptions the caller's symbols carried
+    return expr.xreplace({s: sympy.Symbol(str(s), real=True) for s in expr.free_symbols})
+
+
+def make_target(target, k: int | None = None) -> TargetFunction:
+    """A :class:`TargetFunction` from a name of :data:`TARGETS`, a string or sympy expression
+    in h1..hk, a numpy callable of the (m, k) array h (``k`` required), or a TargetFunction.
+
+    For an expression, k defaults to the largest index used (``k`` may be larger: extra
+    directions the target ignores). ValueError naming ``target`` or ``k`` on bad input.
+    """
+    if isinstance(target, TargetFunction):
+        if k is not None and int(k) != target.k:
+            raise ValueError(f"k = {k} does not match the target's k = {target.k}")
+        return target
+    if callable(target) and not isinstance(target, (str, sympy.Basic)):
+        if k is None:
+            raise ValueError("k: a callable target needs the number of directions k "
+                             "(option k=...)")
+        k = _pos_int(k, "k")
+        tf = TargetFunction(k, target)
+        probe = tf(np.zeros((3, k)))  # shape check now rather than deep in a run
+        if not np.all(np.isfinite(probe)):
+            raise ValueError("target returned NaN/inf at h = 0")
+        return tf
+    if not isinstance(target, (str, sympy.Basic)):
+        raise ValueError(f"target must be a name {sorted(TARGETS)}, an expression in h1..hk or a "
+                         f"callable, got {type(target).__name__}")
+    expr = _parse_target(target)
+    used = max((int(_H_NAME.fullmatch(str(s)).group(1)) for s in expr.free_symbols), default=1)
+    if k is None:
+        k = used
+    k = _pos_int(k, "k")
+    if k < used:
+        raise ValueError(f"k = {k} but the target uses h{used}")
+    syms = [sympy.Symbol(f"h{i}", real=True) for i in range(1, k + 1)]
+    fn = sympy.lambdify(syms, expr, modules=["scipy", "numpy"])
+    tf = TargetFunction(k, fn, expr, columns=True)
+    # the compiled function must agree with the expression (catches printer surprises)
+    probe = (0.3, -1.1, 0.7, 1.9, -0.4)
+    pts = np.array([[probe[(i + j) % 5] for j in range(k)] for i in range(3)])
+    got = tf(pts)
+    for row, g in zip(pts, got):
+        ref = complex(expr.subs(dict(zip(syms, row))).evalf())
+        if not abs(ref - g) <= 1e-9 * max(1.0, abs(ref)):
+            raise ValueError(f"target: numeric evaluation of {expr} disagrees with sympy at "
+                             f"{row.tolist()}: {g} != {ref}")
+    return tf
+
+
+# =============================================================================== conventions
+def learning_rate(rule: str, n: int, d: int, p: int, c: float | None = None) -> float:
+    """Step size of a named rule (spec §2): ``const`` c p, ``sqrt`` c p sqrt(n/d),
+    ``notebook`` c sqrt(n p); c defaults to :data:`RULES` [rule] (2, 1, 10)."""
+    if rule not in RULES:
+        raise ValueError(f"eta: unknown learning-rate rule {rule!r}; known: {sorted(RULES)}")
+    c = RULES[rule] if c is None else float(c)
+    if not (math.isfinite(c) and c > 0):
+        raise ValueError(f"eta_c must be a finite number > 0, got {c!r}")
+    if rule == "const":
+        return c * p
+    if rule == "sqrt":
+        return c * p * math.sqrt(n / d)
+    return c * math.sqrt(n * p)
+
+
+def lam_from_paper(lam_paper: float, p: int, n_ridge: int) -> float:
+    """The project's lam of the paper's lambda_P: ``lam = lambda_P p / n_ridge`` (spec §0)."""
+    return float(lam_paper) * p / n_ridge
+
+
+# =============================================================================== problem
+@dataclass(frozen=True, eq=False)
+class GiantStepProblem:
+    """One realisation: teacher W*, initial weights W0, a0, and the data streams.
+
+    Built by :func:`make_problem` (what :func:`simulate` uses); :meth:`batch` draws a whole
+    batch in memory (for tests and small sizes), exactly the rows :func:`simulate` streams.
+    """
+
+    target: TargetFunction
+    activation: functions.Activation
+    d: int
+    p: int
+    W_star: np.ndarray
+    W0: np.ndarray
+    a0: np.ndarray
+    noise_var: float
+    block: int
+    seed: np.random.SeedSequence
+
+    @property
+    def k(self) -> int:
+        return self.target.k
+
+    _KIND = {"gd": _GD, "ridge": _RIDGE, "test": _TEST}
+
+    def _draw(self, purpose: int, step: int, b: int, Z: np.ndarray, eps: np.ndarray) -> None:
+        """Draw the inputs (and label noise) of block b into its rows Z (float64) and eps."""
+        child_rng(self.seed, purpose, step, b, 0).standard_normal(out=Z)
+        if self.noise_var:
+            child_rng(self.seed, purpose, step, b, 1).standard_normal(out=eps)
+
+    def _labels(self, Z: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        y = self.target(Z @ self.W_star.T)
+        if self.noise_var:
+            y = y + math.sqrt(self.noise_var) * eps
+        if not np.all(np.isfinite(y)):
+            raise ValueError("target returned NaN or inf")
+        return y
+
+    def stream(self, kind: str, n: int, step: int = 0, chunk: int | None = None,
+               pool: ThreadPoolExecutor | None = None) -> Iterator[tuple]:
+        """Yield (start, Z (m x d float64), y (m,)) for a batch of n rows, ``chunk`` rows at a time
+        (rounded down to a multiple of ``block``). The arrays are reused between chunks. With a
+        thread ``pool`` the random numbers of the blocks of a chunk are drawn in parallel (numpy
+        releases the GIL while filling; each block has its own generator, so the draw is the
+        same); the labels are computed in the calling thread, block by block."""
+        purpose = self._KIND[kind]
+        rows = _chunk_rows(chunk, self.block, self.d, self.p, n)
+        Zbuf = np.empty((rows, self.d))
+        ebuf = np.empty(rows)
+        ybuf = np.empty(rows)
+        for start in range(0, n, rows):
+            m = min(rows, n - start)
+            jobs = [(purpose, step, (start + s) // self.block, Zbuf[s:e], ebuf[s:e])
+                    for s, e in _blocks(m, self.block)]
+            if pool is None or len(jobs) == 1:
+                for job in jobs:
+                    self._draw(*job)
+            else:
+                for _ in pool.map(lambda job: self._draw(*job), jobs):
+                    pass
+            for s, e in _blocks(m, self.block):
+                ybuf[s:e] = self._labels(Zbuf[s:e], ebuf[s:e])
+            yield start, Zbuf[:m], ybuf[:m]
+
+    def batch(self, kind: str, n: int, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The whole batch (Z, y) of a ``kind`` in {"gd", "ridge", "test"} (step t for "gd")."""
+        if kind not in self._KIND:
+            raise ValueError(f"kind must be one of {sorted(self._KIND)}, got {kind!r}")
+        n = _pos_int(n, "n")
+        Z = np.empty((n, self.d))
+        y = np.empty(n)
+        for start, Zc, yc in self.stream(kind, n, step, chunk=n):
+            Z[start:start + len(yc)] = Zc
+            y[start:start + len(yc)] = yc
+        return Z, y
+
+
+def _chunk_rows(chunk, block: int, d: int, p: int, n: int, threads: int = 1) -> int:
+    if chunk is None:
+        chunk = max(threads * block, _CHUNK_ELEMENTS // max(d, p))
+    chunk = _pos_int(chunk, "chunk")
+    rows = max(1, chunk // block) * block
+    return min(rows, -(-n // block) * block)
+
+
+def _orthonormal_rows(W, k: int, d: int) -> np.ndarray:
+    W = _real_array(W, "W_star", (k, d))
+    if np.abs(W @ W.T - np.eye(k)).max() > 1e-8:
+        raise ValueError("W_star must have orthonormal rows (W_star @ W_star.T = I_k)")
+    return W
+
+
+def make_problem(target, activation, d: int, p: int, *, seed: SeedLike = 0, a_init="gauss",
+                 w_init="gauss", k: int | None = None, W_star=None, noise_var: float = 0.0,
+                 forced_signs: int = 0, block: int = BLOCK) -> GiantStepProblem:
+    """Teacher and initial weights of one seed (see the module docstring for the options)."""
+    d = _pos_int(d, "d")
+    p = _pos_int(p, "p")
+    if W_star is not None and k is None and not isinstance(target, TargetFunction):
+        k = np.shape(W_star)[0] if np.ndim(W_star) == 2 else None
+    tf = make_target(target, k)
+    k = tf.k
+    if k > d:
+        raise ValueError(f"k = {k} directions do not fit in d = {d} dimensions")
+    act = _activation(activation)
+    seed = seed_sequence(seed)
+    noise_var = _nonneg_float(noise_var, "noise_var")
+    block = _pos_int(block, "block")
+    if W_star is None:
+        q, r = np.linalg.qr(child_rng(seed, _TEACHER).standard_normal((d, k)))
+        W_star = (q * np.sign(np.diag(r))).T.copy()  # unique QR: the law is Haar
+    else:
+        W_star = _orthonormal_rows(W_star, k, d)
+    if isinstance(w_init, str):
+        if w_init not in ("gauss", "sphere"):
+            raise ValueError(f"w_init must be 'gauss', 'sphere' or a (p, d) array, got {w_init!r}")
+        W0 = child_rng(seed, _W0).standard_normal((p, d)) / math.sqrt(d)
+        if w_init == "sphere":
+            W0 /= np.linalg.norm(W0, axis=1, keepdims=True)
+    else:
+        W0 = _real_array(w_init, "w_init", (p, d))
+    forced = _nonneg_int(forced_signs, "forced_signs")
+    if isinstance(a_init, str):
+        rng = child_rng(seed, _A0)
+        if a_init == "gauss":
+            a0 = rng.standard_normal(p) / math.sqrt(p)
+        elif a_init == "pm1":
+            a0 = np.where(rng.random(p) < 0.5, -1.0, 1.0) / math.sqrt(p)
+        elif a_init == "ones":
+            a0 = np.full(p, 1.0 / math.sqrt(p))
+        else:
+            raise ValueError(f"a_init must be 'gauss', 'pm1', 'ones' or a (p,) array, got {a_init!r}")
+        if forced:
+            if 2 * forced > p:
+                raise ValueError(f"forced_signs = {forced} needs p >= {2 * forced}, got p = {p}")
+            a0[:forced] = np.abs(a0[:forced])
+            a0[forced:2 * forced] = -np.abs(a0[forced:2 * forced])
+    else:
+        a0 = _real_array(a_init, "a_init", (p,))
+    return GiantStepProblem(tf, act, d, p, np.ascontiguousarray(W_star), np.ascontiguousarray(W0), a0,
+                            noise_var, block, seed)
+
+
+# =============================================================================== kernels
+class _Work:
+    """Chunk buffers in the compute dtype (allocated once per run)."""
+
+    def __init__(self, rows: int, d: int, p: int, dtype: np.dtype, pool=None):
+        self.dtype = dtype
+        self.pool = pool
+        self.Z = np.empty((rows, d), dtype) if dtype != np.float64 else None
+        self.Zr = np.empty((rows, d), dtype)
+        self.H = np.empty((rows, p), dtype)
+        self.S = np.empty((rows, p), dtype)
+
+    def inputs(self, Z64: np.ndarray) -> np.ndarray:
+        if self.Z is None:
+            return Z64
+        Z = self.Z[:Z64.shape[0]]
+        np.copyto(Z, Z64, casting="same_kind")
+        return Z
+
+
+def _blocks(m: int, block: int):
+    for s in range(0, m, block):
+        yield s, min(s + block, m)
+
+
+def _forward(act, Z, Wc_t, H, block, apply=False):
+    """H = Z W^T block by block (one GEMM per random-number block: BLAS results may depend
+    on the number of rows of a product, so the rows of a block are always multiplied
+    together), then sigma applied in place if ``apply``."""
+    for s, e in _blocks(Z.shape[0], block):
+        np.matmul(Z[s:e], Wc_t, out=H[s:e])
+    if apply:
+        functions.apply(act, H, out=H)
+    return H
+
+
+def _gradient_chunk(act, Wc_t, a_s, Z, y, work: _Work, G: np.ndarray, block: int) -> None:
+    """G += sigma'(H)^T (r * Z) for one chunk (H = Z W^T, r = y - sigma(H) a_s), block by block."""
+    m = Z.shape[0]
+    H = _forward(act, Z, Wc_t, work.H[:m], block)
+    S = functions.apply(act, H, out=work.S[:m])
+    f = np.empty(m, dtype=work.dtype)
+    for s, e in _blocks(m, block):
+        np.matmul(S[s:e], a_s, out=f[s:e])
+    r = (y - f).astype(work.dtype, copy=False)
+    functions.apply(act, H, out=H, derivative=True)
+    Zr = np.multiply(Z, r[:, None], out=work.Zr[:m])
+    for s, e in _blocks(m, block):
+        G += H[s:e].T @ Zr[s:e]
+
+
+def first_layer_gradient(W, a, Z, y, activation, *, dtype="float64", chunk: int | None = None,
+                         block: int = BLOCK) -> np.ndarray:
+    """G = -grad_W L(W) for L(W) = (1/2n) sum_nu (y_nu - a^T sigma(W z_nu)/sqrt(p))^2.
+
+    ``W`` (p, d), ``a`` (p,), ``Z`` (n, d), ``y`` (n,). The same streaming kernel as
+    :func:`simulate` (chunks of ``chunk`` rows, accumulation block by block in float64).
+    """
+    act = _activation(activation)
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"W must be a (p, d) array, got shape {W.shape}")
+    p, d = W.shape
+    a = _real_array(a, "a", (p,))
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[1] != d:
+        raise ValueError(f"Z must be an (n, {d}) array, got shape {Z.shape}")
+    n = Z.shape[0]
+    y = _real_array(y, "y", (n,))
+    dt = _check_dtype(dtype)
+    block = _pos_int(block, "block")
+    rows = _chunk_rows(chunk, block, d, p, n)
+    work = _Work(rows, d, p, dt)
+    Wc_t = W.astype(dt).T
+    a_s = (a / math.sqrt(p)).astype(dt)
+    G = np.zeros((p, d))
+    for start in range(0, n, rows):
+        Zc = work.inputs(Z[start:start + rows])
+        _gradient_chunk(act, Wc_t, a_s, Zc, y[start:start + rows], work, G, block)
+    G *= (a / math.sqrt(p))[:, None] / n
+    return G
+
+
+def _linear_part(problem: GiantStepProblem, kind: str, step: int, n: int, chunk,
+                 pool=None) -> tuple[float, np.ndarray]:
+    """A = mean(y), B = Z^T y / n on a batch (the notebook's first-Hermite estimates)."""
+    sy = 0.0
+    B = np.zeros(problem.d)
+    for _, Z, y in problem.stream(kind, n, step, chunk, pool):
+        for s, e in _blocks(len(y), problem.block):
+            sy += float(np.sum(y[s:e]))
+            B += Z[s:e].T @ y[s:e]
+    return sy / n, B / n
+
+
+def _labels(Z64, y, prep, block):
+    """y~ = y - A - Z B (block by block), or y itself without preprocessing."""
+    if prep is None:
+        return y
+    A, B = prep
+    out = y - A
+    for s, e in _blocks(len(y), block):
+        out[s:e] -= Z64[s:e] @ B
+    return out
+
+
+def _gd_step(problem, W, step, n, prep, work, chunk) -> np.ndarray:
+    act, block = problem.activation, problem.block
+    Wc_t = W.astype(work.dtype).T
+    a_s = (problem.a0 / math.sqrt(problem.p)).astype(work.dtype)
+    G = np.zeros((problem.p, problem.d))
+    for _, Z64, y in problem.stream("gd", n, step, chunk, work.pool):
+        _gradient_chunk(act, Wc_t, a_s, work.inputs(Z64), _labels(Z64, y, prep, block), work, G, block)
+    G *= (problem.a0 / math.sqrt(problem.p))[:, None] / n
+    return G
+
+
+def _gram(problem, W, kind, step, n, prep, work, chunk):
+    """K = F^T F, b = F^T y~, sum y~^2 over a readout batch (block by block, float64)."""
+    act, block = problem.activation, problem.block
+    Wc_t = W.astype(work.dtype).T
+    K = np.zeros((problem.p, problem.p))
+    b = np.zeros(problem.p)
+    sy2 = 0.0
+    for _, Z64, y in problem.stream(kind, n, step, chunk, work.pool):
+        m = len(y)
+        F = _forward(act, work.inputs(Z64), Wc_t, work.H[:m], block, apply=True)
+        yt = _labels(Z64, y, prep, block)
+        yc = yt.astype(work.dtype, copy=False)
+        for s, e in _blocks(m, block):
+            Fb = F[s:e]
+            K += Fb.T @ Fb  # SYRK (numpy detects the transposed self-product)
+            b += Fb.T @ yc[s:e]
+            sy2 += float(yt[s:e] @ yt[s:e])
+    return K, b, sy2
+
+
+def _solve(K, b, sy2, n, lams):
+    """theta(lam) = (K/n + lam)^{-1} b/n for every lam, training errors, from one eigh."""
+    p = K.shape[0]
+    # numpy's LAPACK: the same OpenBLAS (and thread pool) as the GEMMs; scipy's bundled second
+    # OpenBLAS competes with numpy's still-spinning threads on small machines (10-100x slower)
+    ev, V = np.linalg.eigh(K / n)
+    ev, V = ev[::-1], V[:, ::-1]
+    s2 = np.clip(ev, 0.0, None)
+    keep = s2 > max(n, p) * _EPS * (s2[0] if s2.size else 0.0)
+    inv, _ = _spectral_filters(s2, keep, lams)
+    c = V.T @ (b / n)
+    theta = V @ (inv * c[:, None])
+    # (1/n)|y - F theta|^2 = y2 - 2 theta.b/n + theta^T (K/n) theta, in the eigenbasis
+    train = sy2 / n - np.sum((c**2)[:, None] * inv * (2.0 - s2[:, None] * inv), axis=0)
+    return theta, np.maximum(train, 0.0)
+
+
+def _test_errors(problem, W, theta, prep, n_test, work, chunk) -> np.ndarray:
+    act, block = problem.activation, problem.block
+    Wc_t = W.astype(work.dtype).T
+    th = theta.astype(work.dtype)
+    total = np.zeros(theta.shape[1])
+    for _, Z64, y in problem.stream("test", n_test, 0, chunk, work.pool):
+        m = len(y)
+        F = _forward(act, work.inputs(Z64), Wc_t, work.H[:m], block, apply=True)
+        yt = _labels(Z64, y, prep, block)
+        for s, e in _blocks(m, block):
+            res = yt[s:e, None] - (F[s:e] @ th)
+            total += np.einsum("ij,ij->j", res, res)
+    return total / n_test
+
+
+# =============================================================================== overlaps
+@dataclass(frozen=True)
+class StepOverlap:
+    """Alignment of the first layer with span(W*) after ``step`` steps (0: initialisation).
+
+    row_overlaps : (p, k) w_j.theta_i / |w_j|.
+    cosines : (p,) |P* w_j| / |w_j| (norm of the projection of the normalised row).
+    mean_cosine : mean of ``cosines`` (random level ~ sqrt(k/d)).
+    subspace : (k, k) mean over j of (W* w^_j)(W* w^_j)^T; its trace is the mean squared
+        cosine, its eigenvalues show which directions of span(W*) are picked up.
+    gradient_overlaps, gradient_mean_cosine : the same for the normalised rows of the
+        gradient G of the step that produced these weights (None at step 0).
+    """
+
+    step: int
+    mean_cosine: float
+    cosines: np.ndarray
+    row_overlaps: np.ndarray
+    subspace: np.ndarray
+    gradient_overlaps: np.ndarray | None = None
+    gradient_mean_cosine: float | None = None
+
+
+def _normalised_overlaps(M: np.ndarray, W_star: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(M, axis=1)
+    return (M @ W_star.T) / np.where(norms > 0, norms, 1.0)[:, None]
+
+
+def _overlap(step, W, W_star, G=None) -> StepOverlap:
+    R = _normalised_overlaps(W, W_star)
+    cos = np.linalg.norm(R, axis=1)
+    g_R = g_mean = None
+    if G is not None:
+        g_R = _normalised_overlaps(G, W_star)
+        g_mean = float(np.mean(np.linalg.norm(g_R, axis=1)))
+    return StepOverlap(step, float(cos.mean()), cos, R, R.T @ R / R.shape[0], g_R, g_mean)
+
+
+def _first_layer(problem, steps, eta, n, preprocess, work, rows):
+    """The T gradient steps, each on a fresh batch: (W_T, overlaps after 0..T steps, (A, B))."""
+    W = problem.W0.copy()
+    overlaps = [_overlap(0, W, problem.W_star)]
+    prep = None
+    for t in range(steps):
+        prep = _linear_part(problem, "gd", t, n, rows, work.pool) if preprocess else None
+        G = _gd_step(problem, W, t, n, prep, work, rows)
+        W += eta * G
+        overlaps.append(_overlap(t + 1, W, problem.W_star, G))
+    return W, overlaps, prep
+
+
+# =============================================================================== simulate
+@dataclass(frozen=True)
+class GiantStepResult:
+    """Outcome of :func:`simulate`.
+
+    test_error, train_error : float (scalar ``lam``) or (L,) arrays (a lam grid); mean
+        squared errors on the fresh test set / on the readout batch, label noise included.
+    lam : the lam(s) used (project convention).
+    eta : the step size used (None for steps = 0).
+    overlaps : steps + 1 :class:`StepOverlap`, index t = after t steps (0 = initialisation).
+    n, n_ridge, n_test, steps, d, p, k : sizes.
+    linear_part : (A, B) of the preprocessing used by the readout, else None.
+    theta : (p,) or (p, L) readout (project convention; the paper's second layer is
+        sqrt(p) theta); W, a0, W_star only with ``return_weights=True``.
+    wall_time : seconds.
+    """
+
+    test_error: Any
+    train_error: Any
+    lam: Any
+    eta: float | None
+    overlaps: tuple
+    n: int
+    n_ridge: int
+    n_test: int
+    steps: int
+    d: int
+    p: int
+    k: int
+    linear_part: tuple | None = None
+    theta: np.ndarray | None = None
+    W: np.ndarray | None = None
+    a0: np.ndarray | None = None
+    W_star: np.ndarray | None = None
+    wall_time: float = 0.0
+
+    @property
+    def mean_cosines(self) -> np.ndarray:
+        """(steps + 1,) mean row cosine with span(W*) after 0, 1, ..., steps steps."""
+        return np.array([o.mean_cosine for o in self.overlaps])
+
+    @property
+    def gradient_mean_cosines(self) -> np.ndarray:
+        """(steps,) mean cosine of the normalised gradient rows with span(W*), per step."""
+        return np.array([o.gradient_mean_cosine for o in self.overlaps[1:]])
+
+    def summary(self) -> dict:
+        """Plain dict of numbers/arrays (what the sweep task returns)."""
+        return {
+            "test_error": np.asarray(self.test_error, dtype=np.float64),
+            "train_error": np.asarray(self.train_error, dtype=np.float64),
+            "lam": np.asarray(self.lam, dtype=np.float64),
+            "eta": np.nan if self.eta is None else float(self.eta),
+            "mean_cosine": self.mean_cosines,
+            "gradient_mean_cosine": self.gradient_mean_cosines,
+            "subspace": np.array([o.subspace for o in self.overlaps]),
+        }
+
+
+def simulate(target, activation, d: int, p: int, n: int, steps: int, eta, lam, n_test: int,
+             a_init="gauss", preprocess: bool = False, seed: SeedLike = 0, **options) -> GiantStepResult:
+    """Algorithm 1: ``steps`` giant GD steps on the first layer, ridge readout, test error.
+
+    Parameters
+    ----------
+    target : name in :data:`TARGETS`, expression (str or sympy) in h1..hk, numpy callable
+        of the (m, k) array h = Z W*^T (give ``k``), or a :class:`TargetFunction`.
+    activation : registered activation name (or ``functions.Activation``) of the student.
+    d, p, n : input dimension, width, samples per gradient step.
+    steps : number T >= 0 of first-layer steps (0: random features).
+    eta : step size (> 0 when steps >= 1) or a rule name "const" | "sqrt" | "notebook"
+        (prefactor ``eta_c``; see :func:`learning_rate`). Ignored when steps = 0.
+    lam : ridge lam >= 0 in the project convention (scalar, or a 1-D grid: then the errors
+        are arrays). The paper's lambda_P is lam = lambda_P p / n_ridge.
+    n_test : fresh test samples.
+    a_init : "gauss" | "pm1" | "ones" | (p,) array: the fixed second layer a0.
+    preprocess : remove the empirical first Hermite component A + B^T z (module docstring).
+    seed : int, sequence of ints or numpy SeedSequence.
+
+    Options
+    -------
+    k : number of directions (callable targets; default for expressions: largest index).
+    noise_var : label-noise variance (default 0).
+    reuse_batch : fit the readout on the last gradient batch (notebook) instead of a fresh one.
+    n_ridge : readout samples (default n; must equal n with reuse_batch).
+    w_init : "gauss" (rows N(0, I/d)) | "sphere" | (p, d) array.
+    W_star : (k, d) array with orthonormal rows (default: Haar-random from the seed).
+    dtype : "float64" (default) or "float32" compute precision.
+    chunk : rows per compute chunk (rounded down to a multiple of ``block``; default about
+        8e6 / max(d, p) rows). Never changes the result.
+    block : rows per random-number block (default :data:`BLOCK`; changes the draw).
+    prep_estimate : "gradient" (default) | "ridge": batch on which the readout's (A, B) are
+        estimated.
+    eta_c : prefactor of a learning-rate rule.
+    forced_signs : with a_init="pm1", force a0[:m] > 0 and a0[m:2m] < 0.
+    return_weights : also return W (after the steps), a0, W*.
+    threads : threads drawing the random blocks of a chunk in parallel (default: the current
+        BLAS thread limit). Never changes the result.
+
+    Returns
+    -------
+    :class:`GiantStepResult`.
+    """
+    t0 = time.perf_counter()
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"simulate() got unknown option(s) {unknown}; known: {sorted(_OPTIONS)}")
+    opt = {**_OPTIONS, **options}
+    d = _pos_int(d, "d")
+    p = _pos_int(p, "p")
+    n = _pos_int(n, "n")
+    n_test = _pos_int(n_test, "n_test")
+    steps = _nonneg_int(steps, "steps")
+    scalar_lam = np.ndim(lam) == 0
+    try:
+        lams = _check_lams(np.atleast_1d(np.asarray(lam, dtype=np.float64)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"lam: {exc}") from None
+    if not isinstance(preprocess, (bool, np.bool_)):
+        raise ValueError(f"preprocess must be True or False, got {preprocess!r}")
+    reuse = opt["reuse_batch"]
+    if not isinstance(reuse, (bool, np.bool_)):
+        raise ValueError(f"reuse_batch must be True or False, got {reuse!r}")
+    n_ridge = n if opt["n_ridge"] is None else _pos_int(opt["n_ridge"], "n_ridge")
+    if reuse and n_ridge != n:
+        raise ValueError(f"n_ridge = {n_ridge} must equal n = {n} with reuse_batch=True")
+    if opt["prep_estimate"] not in ("gradient", "ridge"):
+        raise ValueError(f"prep_estimate must be 'gradient' or 'ridge', got {opt['prep_estimate']!r}")
+    dtype = _check_dtype(opt["dtype"])
+    eta_value = None
+    if steps >= 1:
+        if isinstance(eta, str):
+            eta_value = learning_rate(eta, n, d, p, opt["eta_c"])
+        elif isinstance(eta, (bool, np.bool_)) or not isinstance(eta, numbers.Real):
+            raise ValueError(f"eta must be a number > 0 or a rule in {sorted(RULES)}, got {eta!r}")
+        else:
+            if opt["eta_c"] is not None:
+                raise ValueError("eta_c is the prefactor of a named rule; eta is a number here")
+            eta_value = float(eta)
+        if not (math.isfinite(eta_value) and eta_value > 0):
+            raise ValueError(f"eta must be > 0 (and finite) when steps >= 1, got {eta!r}")
+    return_weights = bool(opt["return_weights"])
+    problem = make_problem(target, activation, d, p, seed=seed, a_init=a_init, w_init=opt["w_init"],
+                           k=opt["k"], W_star=opt["W_star"], noise_var=opt["noise_var"],
+                           forced_signs=opt["forced_signs"], block=opt["block"])
+    threads = _blas_threads() if opt["threads"] is None else _pos_int(opt["threads"], "threads")
+    rows = _chunk_rows(opt["chunk"], problem.block, d, p, max(n, n_ridge, n_test), threads)
+    pool = ThreadPoolExecutor(threads) if threads > 1 and rows > problem.block else None
+    try:
+        work = _Work(rows, d, p, dtype, pool)
+        W, overlaps, prep = _first_layer(problem, steps, eta_value, n, preprocess, work, rows)
+        # ---- readout batch and its preprocessing estimates
+        if reuse and steps >= 1:
+            kind, rstep = "gd", steps - 1
+        else:
+            kind, rstep = "ridge", 0
+        # (with reuse_batch the last gradient batch IS the readout batch: its (A, B) are kept)
+        if preprocess and (steps == 0 or (kind == "ridge" and opt["prep_estimate"] == "ridge")):
+            prep = _linear_part(problem, kind, rstep, n_ridge, rows, pool)
+        K, b, sy2 = _gram(problem, W, kind, rstep, n_ridge, prep, work, rows)
+        theta, train = _solve(K, b, sy2, n_ridge, lams)
+        test = _test_errors(problem, W, theta, prep, n_test, work, rows)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+    if scalar_lam:
+        test_out, train_out, lam_out, theta = float(test[0]), float(train[0]), float(lams[0]), theta[:, 0]
+    else:
+        test_out, train_out, lam_out = test, train, lams
+    return GiantStepResult(
+        test_out, train_out, lam_out, eta_value, tuple(overlaps), n, n_ridge, n_test, steps, d, p,
+        problem.k, prep, theta,
+        W if return_weights else None, problem.a0 if return_weights else None,
+        problem.W_star if return_weights else None, time.perf_counter() - t0)
+
+
+# =============================================================================== sweep task
+_TASK_KEYS = {"target", "activation", "d", "p", "n", "steps", "eta", "lam", "lam_paper", "n_test",
+              "a_init", "preprocess", "rows"} | set(_OPTIONS)
+
+
+def giant_step_task(params: dict, seed: np.random.SeedSequence) -> dict:
+    """One sweep point for :func:`simulations.sweep.run_sweep`.
+
+    ``params`` (JSON-like): the arguments of :func:`simulate` by name (``target`` a name of
+    :data:`TARGETS` or an expression string, ``activation`` a registered name, ``eta`` a
+    number or rule name, ``a_init`` a string) and its options; the ridge strength either as
+    ``lam`` (project convention) or ``lam_paper`` (the paper's lambda_P, converted here as
+    lam = lambda_P p / n_ridge). ``"rows": true`` also returns the per-neuron overlaps.
+    Returns :meth:`GiantStepResult.summary` (+ ``row_overlaps`` (T+1, p, k) and
+    ``gradient_overlaps`` (T, p, k) with rows).
+    """
+    unknown = sorted(set(params) - _TASK_KEYS)
+    if unknown:
+        raise ValueError(f"giant_step_task: unknown parameter(s) {unknown}")
+    kw = dict(params)
+    rows = bool(kw.pop("rows", False))
+    if ("lam" in kw) == ("lam_paper" in kw):
+        raise ValueError("giant_step_task needs exactly one of 'lam' and 'lam_paper'")
+    if "lam_paper" in kw:
+        lp = kw.pop("lam_paper")
+        n_ridge = kw.get("n_ridge") or kw["n"]
+        kw["lam"] = np.asarray(lp, dtype=np.float64) * kw["p"] / n_ridge
+        if np.ndim(lp) == 0:
+            kw["lam"] = float(kw["lam"])
+    kw.setdefault("eta", None)
+    res = simulate(seed=seed, **kw)
+    out = res.summary()
+    if rows:
+        out["row_overlaps"] = np.array([o.row_overlaps for o in res.overlaps])
+        out["gradient_overlaps"] = np.array([o.gradient_overlaps for o in res.overlaps[1:]]).reshape(
+            res.steps, res.p, res.k)
+    return out
