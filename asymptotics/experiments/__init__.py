@@ -23,7 +23,7 @@ from ..compare import Panel, Series, overlay, series_agreement, tidy_rows, write
 
 __all__ = ["Experiment", "ExperimentOutput", "Sweeper", "register", "get", "names", "run"]
 
-_MODULES = ("ridge", "deep")  # experiment modules, imported lazily by the registry
+_MODULES = ("ridge", "deep", "giant_step")  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
 
 

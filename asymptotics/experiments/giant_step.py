@@ -1,0 +1,249 @@
+"""Two-layer networks after giant gradient steps: the paper's figures, theory next to Algorithm 1.
+
+Theory: :mod:`asymptotics.giant_step` (Hermite analysis of the target, plateau errors, the
+staircase of learned directions, the one-step cosine) and :mod:`asymptotics.spiked_rf` (exact
+ridge error after one step). Simulation: :func:`simulations.giant_step.giant_step_task`.
+
+λ conventions: the paper's ridge is argmin ‖y − Xw/√p‖² + λ_P‖w‖² on X = σ(ZWᵀ); this project's
+mean-loss λ on F = σ(ZWᵀ) is λ = λ_P · p / n_ridge. The tasks receive ``lam_paper`` = λ_P and
+convert it in :func:`simulations.giant_step.giant_step_task` (the one place).
+Learning rates are η = η̃ p ("const", η̃ = c), η = c p √(n/d) ("sqrt") or η = c √(n p)
+("notebook"), spec §2.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simulations.giant_step import TARGETS, giant_step_task
+
+from ..compare import Panel, Series
+from ..giant_step import MultiIndexTarget, one_step_cosine
+from . import ExperimentOutput, Sweeper, register
+
+LAMBDA_CONVENTION = "paper: argmin ‖y − Xw/√p‖² + λ_P‖w‖²; project λ = λ_P p / n_ridge"
+
+
+def _target(name: str) -> MultiIndexTarget:
+    return MultiIndexTarget(TARGETS.get(name, name))
+
+
+def _plateaus(name: str) -> dict:
+    """Var y, the linear-kernel error and the plateau after each staircase step (spec §3c)."""
+    t = _target(name)
+    out = {"Var y": t.variance(), "linear kernel": t.plateau_error(None)}
+    dim = -1
+    for i, U in enumerate(t.staircase(2, tol=0.02), start=1):
+        if U.shape[0] > dim:  # a step that learns nothing new has the previous plateau
+            dim = U.shape[0]
+            value = t.plateau_error(U)
+            out[f"plateau after {i} step{'s' if i > 1 else ''} (dim {dim})"] = 0.0 if abs(value) < 1e-12 else value
+    return out
+
+
+def _mean_std(values) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(values, dtype=float)
+    return a.mean(axis=-1), (a.std(axis=-1, ddof=1) if a.shape[-1] > 1 else np.zeros(a.shape[:-1]))
+
+
+def _hlines(panel: str, x, levels: dict, styles=(":", "--", "-.", (0, (1, 3)))) -> list[Series]:
+    xs = np.array([min(x), max(x)], dtype=float)
+    return [Series(panel=panel, name=f"{name} = {value:.4g}", theory_x=xs, theory_y=np.full(2, value),
+                   style={"ls": styles[i % len(styles)], "color": "k" if i == 1 else "grey", "lw": 1.0})
+            for i, (name, value) in enumerate(levels.items())]
+
+
+# ----------------------------------------------------------------------------- stairway (Fig. 1)
+@register("giant-step-stairway", "Fig. 1: test error vs κ = log n / log d after T = 0 (random features) … "
+          "giant steps, targets T1 and T2, with the linear-kernel and staircase plateaus", quick_seeds=4,
+          full_seeds=10)
+def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    if quick:
+        s = dict(d=64, p=128, kappas=np.arange(0.75, 2.0001, 0.125), steps=[0, 1, 2, 3], n_test=10_000)
+    else:
+        s = dict(d=512, p=1024, kappas=np.arange(0.25, 2.2501, 0.1), steps=[0, 1, 2, 3, 4, 5, 6], n_test=100_000)
+    d, p = s["d"], s["p"]
+    ns = np.unique(np.floor(float(d) ** s["kappas"]).astype(int))
+    kap = np.log(ns) / math.log(d)
+    common = dict(activation="relu", d=d, p=p, eta="sqrt", eta_c=1.0, lam_paper=1.0, n_test=s["n_test"],
+                  a_init="gauss")
+    panels, series, notes = [], [], {}
+    for name, ylim in (("T1", (0.0, 0.85)), ("T2", (0.0, 1.65))):
+        panels.append(Panel(name, "κ = log n / log d", "test error", xscale="linear", yscale="linear",
+                            ylim=ylim, title=f"target {name}, ReLU, d = {d}, p = {p}"))
+        params = [dict(common, target=name, n=int(n), steps=T) for T in s["steps"] for n in ns]
+        res = sweep(giant_step_task, params)
+        err = np.array([[r["test_error"] for r in per] for per in res]).reshape(len(s["steps"]), len(ns), -1)
+        mean, std = _mean_std(err)
+        for i, T in enumerate(s["steps"]):
+            series.append(Series(panel=name, name="random features (T = 0)" if T == 0 else f"T = {T}",
+                                 sim_x=kap, sim_mean=mean[i], sim_std=std[i], n_seeds=err.shape[-1],
+                                 style={"marker": "s" if T == 0 else "o"}))
+        levels = _plateaus(name)
+        series += _hlines(name, kap, levels)
+        notes[name] = {
+            "plateaus": levels,
+            "T=1 below random features at every n": bool(np.all(mean[1] < mean[0])),
+            "error at largest n": {("RF" if T == 0 else f"T={T}"): float(mean[i, -1]) for i, T in enumerate(s["steps"])},
+            "best T at largest n": int(s["steps"][int(np.argmin(mean[:, -1]))]),
+        }
+    return ExperimentOutput(panels, series, title="Giant steps: the staircase (ReLU, η = p√(n/d), λ_P = 1)",
+                            parameters={**{k: v for k, v in s.items() if k != "kappas"}, "ns": ns.tolist(),
+                                        "kappas": kap.tolist(), "activation": "relu", "a_init": "gauss",
+                                        "eta_rule": "sqrt (η = p √(n/d)); the paper's value is not recoverable "
+                                                    "(spec §2, [U])",
+                                        "lam_paper": 1.0, "lambda_convention": LAMBDA_CONVENTION},
+                            notes=notes)
+
+
+# ----------------------------------------------------------------------------- one-step cosine (§3a)
+def _cos_finite_d(cos: np.ndarray, k: int, d: int) -> np.ndarray:
+    """The d → ∞ cosine with the random initial overlap added: |P*w|² gains (k/d)(|w|² − signal²),
+    so cos_d² = cos² + (k/d)(1 − cos²)."""
+    return np.sqrt(cos ** 2 + (k / d) * (1.0 - cos ** 2))
+
+
+@register("giant-step-cosine", "One giant step: cosine of the first-layer rows with span(W*) vs α = n/d, "
+          "theory (spec §3a) vs simulation, for several η̃", quick_seeds=4, full_seeds=10)
+def cosine(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    if quick:
+        s = dict(d=400, p=200, alphas=[0.5, 1.0, 2.0, 4.0, 8.0], n_test=1000)
+    else:
+        s = dict(d=1000, p=400, alphas=np.geomspace(0.25, 16, 13).round(4).tolist(), n_test=1000)
+    d, p = s["d"], s["p"]
+    alphas = np.asarray(s["alphas"], dtype=float)
+    etas = [1.0, 5.0]
+    targets = {"T1": "T1", "T3 (E y ≠ 0)": "T3", "tanh(h1)": "tanh(h1)"}
+    a_grid = np.geomspace(alphas.min(), alphas.max(), 200)
+    panels, series = [], []
+    for panel, tname in targets.items():
+        panels.append(Panel(panel, "α = n/d", "mean cosine with span(W*)", yscale="linear", ylim=(0, 1),
+                            title=f"{panel}: ReLU, a = ±1/√p, unit rows, d = {d}, p = {p}"))
+        target = _target(tname)
+        for eta_t in etas:
+            params = [dict(target=tname, activation="relu", d=d, p=p, n=int(round(a * d)), steps=1, eta=eta_t * p,
+                           lam_paper=1.0, n_test=s["n_test"], a_init="pm1", w_init="sphere") for a in alphas]
+            res = sweep(giant_step_task, params)
+            cos = np.array([[r["mean_cosine"][1] for r in per] for per in res])
+            mean, std = _mean_std(cos)
+            k = target.k
+            th = one_step_cosine("relu", target, a_grid, eta_t)
+            th_at = _cos_finite_d(one_step_cosine("relu", target, alphas, eta_t), k, d)
+            series.append(Series(panel=panel, name=f"η̃ = {eta_t:g}", theory_x=a_grid,
+                                 theory_y=_cos_finite_d(th, k, d), sim_x=alphas, sim_mean=mean, sim_std=std,
+                                 n_seeds=cos.shape[1], theory_at_sim=th_at))
+            series.append(Series(panel=panel, name=f"η̃ = {eta_t:g}, d → ∞", theory_x=a_grid, theory_y=th,
+                                 style={"ls": ":", "lw": 1.0}))
+    return ExperimentOutput(panels, series, title="One giant step: alignment with the target subspace",
+                            parameters={**s, "eta_tilde": etas, "eta": "η = η̃ p", "activation": "relu",
+                                        "a_init": "pm1", "w_init": "sphere",
+                                        "theory": "spec §3a with the E[y]μ2 term; finite-d line adds the "
+                                                  "random initial overlap, cos² + (k/d)(1 − cos²)"})
+
+
+# ----------------------------------------------------------------------------- orientation (multi-step)
+def _off_line(xy: np.ndarray, direction: np.ndarray) -> float:
+    """Mean |sin| of the angle between the in-plane vectors and the line along ``direction``."""
+    u = direction / np.linalg.norm(direction)
+    cross = np.abs(xy[:, 0] * u[1] - xy[:, 1] * u[0])
+    return float(np.mean(cross / np.maximum(np.linalg.norm(xy, axis=1), 1e-300)))
+
+
+@register("giant-step-orientation", "Multi-step orientation: gradient rows of tracked neurons projected on "
+          "(θ1, θ2) after steps 1 and 2; T2 leaves the one-step line (staircase), T3 stays (stuck)",
+          quick_seeds=1, full_seeds=1)
+def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    s = dict(d=1024, p=256, n=1024) if quick else dict(d=4096, p=1024, n=4096)
+    d, p = s["d"], s["p"]
+    forced = 20
+    panels, series, notes = [], [], {}
+    for tname in ("T1", "T2", "T3"):
+        target = _target(tname)
+        c1 = np.asarray(target.first_order(), dtype=float)
+        dims = [U.shape[0] for U in target.staircase(2, tol=0.02)]
+        params = [dict(target=tname, activation="relu", d=d, p=p, n=s["n"], steps=2, eta="const", eta_c=2.0,
+                       lam_paper=1.0, n_test=1000, a_init="pm1", forced_signs=forced, rows=True)]
+        res = sweep(giant_step_task, params, seeds=1)[0][0]
+        G = np.asarray(res["gradient_overlaps"])  # (steps, p, k)
+        notes[tname] = {"staircase dimensions after steps 1, 2 (leap rule, tol 0.02)": dims,
+                        "one-step line slope C1_2/C1_1": float(c1[1] / c1[0])}
+        for step in (1, 2):
+            panel = f"{tname}, step {step}"
+            panels.append(Panel(panel, "cos(G_j, θ1)", "cos(G_j, θ2)", xscale="linear", yscale="linear",
+                                ylim=(-0.6, 0.6), title=f"{panel} (learned dim. {dims[step - 1]})"))
+            xs = np.linspace(-0.6, 0.6, 3)
+            series.append(Series(panel=panel, name=f"theory line, slope {c1[1] / c1[0]:.3g}", theory_x=xs,
+                                 theory_y=xs * c1[1] / c1[0], style={"color": "k", "lw": 1.0}))
+            for label, rows in (("a > 0", slice(0, forced)), ("a < 0", slice(forced, 2 * forced))):
+                xy = G[step - 1, rows, :2]
+                series.append(Series(panel=panel, name=label, sim_x=xy[:, 0], sim_mean=xy[:, 1],
+                                     sim_std=np.zeros(len(xy)), n_seeds=1,
+                                     style={"marker": "o" if label == "a > 0" else "^"}))
+                notes[tname][f"step {step}, {label}: mean |sin| off the line"] = _off_line(xy, c1)
+                notes[tname][f"step {step}, {label}: mean (cos θ1, cos θ2)"] = xy.mean(axis=0).tolist()
+            notes[tname][f"step {step}: mean |sin| off the line (all neurons)"] = _off_line(G[step - 1, :, :2], c1)
+    return ExperimentOutput(panels, series, title="Gradient rows in the target plane (ReLU, η = 2p, a = ±1/√p)",
+                            parameters={**s, "steps": 2, "eta": "2p", "a_init": "pm1", "forced_signs": forced,
+                                        "activation": "relu"}, notes=notes)
+
+
+# ----------------------------------------------------------------------------- single step + preprocessing
+#: Spec §6 reference simulations (numpy, d = 64, p = 128, λ_P = 1, η = 10√(np), fresh readout batch,
+#: n_test = 2·10⁴, 10 seeds): {case: {n: (mean, std)}}.
+SPEC_REFERENCE_D64 = {
+    "random features": {256: (0.5219, 0.0358), 1024: (0.4134, 0.0232)},
+    "one step": {256: (0.3252, 0.0175), 1024: (0.2222, 0.0127), 4096: (0.1941, 0.0116)},
+    "one step, preprocessed": {4096: (0.1400, 0.0102)},
+}
+
+
+@register("giant-step-preprocessing", "One giant step with the first Hermite component removed "
+          "(single_step.ipynb): T1 test error vs κ, towards the v*-only plateau and below it at n ~ d²",
+          quick_seeds=5, full_seeds=10)
+def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    s = dict(d=64, p=128, count=8, n_test=20_000) if quick else dict(d=512, p=1024, count=15, n_test=100_000)
+    d, p = s["d"], s["p"]
+    ns = np.floor(np.logspace(1.3, 2.0, s["count"], base=d)).astype(int)
+    if d == 64:  # the spec's reference points
+        ns = np.concatenate([ns, [256, 1024]])
+    ns = np.unique(ns)
+    kap = np.log(ns) / math.log(d)
+    common = dict(target="T1", activation="relu", d=d, p=p, eta="notebook", eta_c=10.0, lam_paper=1.0,
+                  n_test=s["n_test"], a_init="gauss")
+    cases = {"random features": dict(steps=0), "one step": dict(steps=1),
+             "one step, preprocessed": dict(steps=1, preprocess=True)}
+    panel = "T1"
+    panels = [Panel(panel, "κ = log n / log d", "test error", xscale="linear", yscale="linear", ylim=(0, 0.8),
+                    title=f"T1, ReLU, d = {d}, p = {p}, η = 10√(np), λ_P = 1")]
+    series, means, checks = [], {}, {}
+    for name, extra in cases.items():
+        res = sweep(giant_step_task, [dict(common, n=int(n), **extra) for n in ns])
+        mean, std = _mean_std([[r["test_error"] for r in per] for per in res])
+        means[name] = mean
+        series.append(Series(panel=panel, name=name, sim_x=kap, sim_mean=mean, sim_std=std,
+                             n_seeds=sweep.seeds))
+        for n, (ref, ref_std) in (SPEC_REFERENCE_D64[name].items() if d == 64 else ()):
+            i = int(np.searchsorted(ns, n))
+            se = math.hypot(std[i] / math.sqrt(sweep.seeds), ref_std / math.sqrt(10))
+            checks[f"{name}, n = {n}"] = {"ours": float(mean[i]), "spec": ref, "z": float((mean[i] - ref) / se)}
+    if checks:
+        pts = [(k.split(", n = ")[0], int(k.split(", n = ")[1]), v) for k, v in checks.items()]
+        series.append(Series(panel=panel, name="spec §6 reference (10 seeds)",
+                             sim_x=np.log([n for _, n, _ in pts]) / math.log(d),
+                             sim_mean=np.array([v["spec"] for *_, v in pts]),
+                             sim_std=np.array([SPEC_REFERENCE_D64[c][n][1] for c, n, _ in pts]), n_seeds=10,
+                             style={"marker": "x", "color": "k"}))
+    levels = _plateaus("T1")
+    series += _hlines(panel, kap, {k: levels[k] for k in ("linear kernel", "plateau after 1 step (dim 1)")})
+    prep = means["one step, preprocessed"]
+    notes = {"plateaus": levels,
+             "preprocessed error at n = d²": float(prep[-1]),
+             "below the v*-only plateau at n = d²": bool(prep[-1] < levels["plateau after 1 step (dim 1)"]),
+             "preprocessing helps at the largest n": bool(prep[-1] < means["one step"][-1]),
+             "spec §6 reference checks (z with both standard errors)": checks}
+    return ExperimentOutput(panels, series, title="One giant step with preprocessing (clean mode: fresh readout "
+                            "batch, train-only linear part)",
+                            parameters={**s, "ns": ns.tolist(), "kappas": kap.tolist(), "eta": "10 √(n p)",
+                                        "lam_paper": 1.0, "reuse_batch": False,
+                                        "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
