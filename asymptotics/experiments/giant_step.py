@@ -121,7 +121,7 @@ def cosine(quick: bool, sweep: Sweeper) -> ExperimentOutput:
         panels.append(Panel(panel, "α = n/d", "mean cosine with span(W*)", yscale="linear", ylim=(0, 1),
                             title=f"{panel}: ReLU, a = ±1/√p, unit rows, d = {d}, p = {p}"))
         target = _target(tname)
-        for eta_t in etas:
+        for j, eta_t in enumerate(etas):
             params = [dict(target=tname, activation="relu", d=d, p=p, n=int(round(a * d)), steps=1, eta=eta_t * p,
                            lam_paper=1.0, n_test=s["n_test"], a_init="pm1", w_init="sphere") for a in alphas]
             res = sweep(giant_step_task, params)
@@ -132,9 +132,9 @@ def cosine(quick: bool, sweep: Sweeper) -> ExperimentOutput:
             th_at = _cos_finite_d(one_step_cosine("relu", target, alphas, eta_t), k, d)
             series.append(Series(panel=panel, name=f"η̃ = {eta_t:g}", theory_x=a_grid,
                                  theory_y=_cos_finite_d(th, k, d), sim_x=alphas, sim_mean=mean, sim_std=std,
-                                 n_seeds=cos.shape[1], theory_at_sim=th_at))
+                                 n_seeds=cos.shape[1], theory_at_sim=th_at, style={"color": f"C{j}"}))
             series.append(Series(panel=panel, name=f"η̃ = {eta_t:g}, d → ∞", theory_x=a_grid, theory_y=th,
-                                 style={"ls": ":", "lw": 1.0}))
+                                 style={"ls": ":", "lw": 1.0, "color": f"C{j}"}))
     return ExperimentOutput(panels, series, title="One giant step: alignment with the target subspace",
                             parameters={**s, "eta_tilde": etas, "eta": "η = η̃ p", "activation": "relu",
                                         "a_init": "pm1", "w_init": "sphere",
