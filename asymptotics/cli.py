@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="address of a running dask scheduler (with --backend dask), e.g. tcp://host:8786")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--data", default=None, metavar="PATH",
+                     help="data for experiments that read it (mnist-even-odd: a folder with the MNIST IDX "
+                          "files, or mnist.npz)")
     return ap
 
 
@@ -60,7 +63,10 @@ def main(argv=None) -> int:
     try:
         meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed,
                                backend=args.backend, workers=args.workers, cache=args.cache,
-                               scheduler=args.scheduler, quiet=args.quiet)
+                               scheduler=args.scheduler, quiet=args.quiet, data=args.data)
+    except experiments.InputError as exc:
+        print(f"asymptotics: {exc}", file=sys.stderr)
+        return 2
     except SweepError as exc:
         print(f"asymptotics: {exc}", file=sys.stderr)
         if args.cache:

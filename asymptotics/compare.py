@@ -94,7 +94,9 @@ class Series:
     """One curve: a theory line and/or simulated points (mean ± std over seeds) on a panel.
 
     ``theory_at_sim`` is the theory evaluated exactly at the simulated x (used for agreement);
-    ``extra_theory`` holds further theory-only lines drawn dashed (e.g. a closed form).
+    ``shared_se`` (optional, per point) is a standard error common to all seeds — e.g. that of a
+    fixed test set every seed is evaluated on — added in quadrature to std/√n_seeds in the
+    agreement z-scores (the CSV's y_err stays the standard deviation over seeds).
     """
 
     panel: str
@@ -107,6 +109,7 @@ class Series:
     n_seeds: int = 0
     theory_at_sim: np.ndarray | None = None
     style: dict = field(default_factory=dict)
+    shared_se: np.ndarray | None = None
 
 
 def series_agreement(series: Sequence[Series]) -> dict:
@@ -115,7 +118,10 @@ def series_agreement(series: Sequence[Series]) -> dict:
     for s in series:
         if s.sim_mean is None or s.theory_at_sim is None:
             continue
-        ag, z = agreement(s.theory_at_sim, s.sim_mean, s.sim_std, s.n_seeds)
+        std = np.asarray(s.sim_std, dtype=float)
+        if s.shared_se is not None:  # std_eff/√S = √(std²/S + shared_se²)
+            std = np.sqrt(std ** 2 + s.n_seeds * np.asarray(s.shared_se, dtype=float) ** 2)
+        ag, z = agreement(s.theory_at_sim, s.sim_mean, std, s.n_seeds)
         per[f"{s.panel}/{s.name}"] = ag.as_dict()
         ok = np.isfinite(z)
         zs.append(np.abs(z[ok]))

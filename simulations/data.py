@@ -23,8 +23,10 @@ Conventions: samples are rows (F is n x p); randomness comes only from the
 """
 from __future__ import annotations
 
+import gzip
 import numbers
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +37,14 @@ __all__ = [
     "validate_moments",
     "sample_gaussian_features",
     "sample_from_moments",
+    "load_digits",
+    "load_mnist",
+    "read_idx",
+    "MNIST_FILES",
+    "even_odd_labels",
+    "SPLITS",
+    "Splits",
+    "split_and_normalise",
 ]
 
 #: Eigenvalues down to ``-NEG_EIG_RTOL * max(eigenvalues)`` are round-off and clipped to 0.
@@ -268,3 +278,154 @@ def spectrum_from_spec(spec: dict) -> tuple[np.ndarray, np.ndarray]:
     if kind == "power-law":
         return power_law_spectrum(spec["p"], float(spec["alpha"]), float(spec["beta"]))
     raise ValueError(f"spec['kind'] must be 'isotropic' or 'power-law', got {kind!r}")
+
+
+# ============================================================================ real data
+#: The four standard MNIST IDX files (each may also be gzipped, NAME.gz).
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (raw or gzipped): magic 0x0000TTNN (T = element type, N = number of
+    dimensions), N big-endian uint32 sizes, then the data. A missing, truncated or malformed file
+    raises ``FileNotFoundError`` / ``ValueError`` naming the file and what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected an MNIST IDX file)")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise ValueError(f"{path}: not an IDX file (expected magic bytes 00 00 <type> <ndim>, "
+                         f"got {raw[:4].hex(' ') or 'an empty file'})")
+    dtype, ndim = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header (expected {ndim} dimension sizes)")
+    shape = tuple(int(x) for x in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    size = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != size:
+        raise ValueError(f"{path}: expected {size} data bytes for shape {shape}, found {len(raw) - header} "
+                         "(truncated or corrupt file)")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, name: str) -> Path:
+    for candidate in (folder / name, folder / (name + ".gz"), folder / name.replace("-idx", ".idx")):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{folder}: missing MNIST file {name} (or {name}.gz); expected the four files "
+                            f"{', '.join(MNIST_FILES)}")
+
+
+def _check_images_labels(X: np.ndarray, y: np.ndarray, what: str) -> None:
+    if X.ndim != 3 or X.shape[1:] != (28, 28):
+        raise ValueError(f"{what}: expected images of shape (N, 28, 28), got {X.shape}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"{what}: expected {X.shape[0]} labels, got shape {y.shape}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise ValueError(f"{what}: labels must be digits 0..9")
+
+
+def load_mnist(path):
+    """All MNIST images (train then t10k, 70 000 rows for the full set) and their digit labels.
+
+    ``path``: a folder with the four IDX files :data:`MNIST_FILES` (raw or ``.gz``), or an
+    ``.npz`` file with arrays ``x_train, y_train, x_test, y_test`` (Keras' ``mnist.npz``).
+    Returns ``(X, labels)``: X (N, 784) float64 pixel values as stored (0..255), labels (N,) int.
+    Missing, truncated or malformed files raise ``FileNotFoundError`` / ``ValueError`` naming the
+    file and what was expected.
+    """
+    path = Path(path)
+    if path.is_dir():
+        parts = []
+        for img_name, lab_name in ((MNIST_FILES[0], MNIST_FILES[1]), (MNIST_FILES[2], MNIST_FILES[3])):
+            img_path, lab_path = _find_idx(path, img_name), _find_idx(path, lab_name)
+            X, y = read_idx(img_path), read_idx(lab_path)
+            _check_images_labels(X, y, f"{img_path} / {lab_path}")
+            parts.append((X, y))
+    elif path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+                if missing:
+                    raise ValueError(f"{path}: missing array(s) {missing}; expected x_train, y_train, x_test, y_test")
+                parts = [(z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])]
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+        except Exception as exc:  # zipfile.BadZipFile and friends for corrupt archives
+            if isinstance(exc, ValueError) and str(path) in str(exc):
+                raise
+            raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+        for X, y in parts:
+            _check_images_labels(np.asarray(X), np.asarray(y), str(path))
+    else:
+        raise FileNotFoundError(f"{path}: no such file or folder (expected a folder with the MNIST IDX files "
+                                "or an mnist.npz)")
+    X = np.concatenate([np.asarray(X, dtype=np.float64).reshape(len(X), -1) for X, _ in parts])
+    labels = np.concatenate([np.asarray(y).astype(np.int64) for _, y in parts])
+    return X, labels
+
+
+def load_digits():
+    """scikit-learn's shipped 8×8 digits (1797 images; works offline): ``(X (1797, 64) float64 in 0..16,
+    labels (1797,) int)``. Needs the ``data`` extra (scikit-learn)."""
+    try:
+        from sklearn.datasets import load_digits as _sk_digits
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("load_digits needs scikit-learn: pip install 'asymptotics[data]'") from None
+    bunch = _sk_digits()
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+
+
+def even_odd_labels(labels) -> np.ndarray:
+    """+1 for an even digit, −1 for an odd one."""
+    labels = np.asarray(labels)
+    return np.where(labels % 2 == 0, 1.0, -1.0)
+
+
+#: Names and default fractions of the splits (spec deep_structured_features §4, F1).
+SPLITS = {"test": 0.10, "adam": 0.25, "regression": 0.25, "covariance": 0.40}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Disjoint splits of (X, y) (rows normalised with the training parts' statistics) and their
+    row indices into the original data; ``mean`` (pixel-wise) and ``scale`` are what was applied."""
+
+    X: dict
+    y: dict
+    index: dict
+    mean: np.ndarray
+    scale: float
+
+
+def split_and_normalise(X, y, rng: np.random.Generator, fractions: dict | None = None) -> Splits:
+    """Random disjoint splits with the given fractions (default :data:`SPLITS`), then
+    x ↦ (x − m)/s with m the pixel-wise mean and s the global standard deviation of the centred
+    pixels, both computed on the non-test rows only (no test information in any statistic)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be (N, d) with N = len(y); got X {X.shape}, y {y.shape}")
+    fractions = dict(SPLITS if fractions is None else fractions)
+    if "test" not in fractions or any(not (0 < f < 1) for f in fractions.values()) or sum(fractions.values()) > 1 + 1e-12:
+        raise ValueError(f"fractions must include 'test', each in (0, 1), summing to <= 1; got {fractions}")
+    n = X.shape[0]
+    order = rng.permutation(n)
+    index, start = {}, 0
+    for name, frac in fractions.items():
+        count = int(round(frac * n))
+        index[name] = np.sort(order[start:start + count])
+        start += count
+    train_rows = np.concatenate([idx for name, idx in index.items() if name != "test"])
+    mean = X[train_rows].mean(axis=0)
+    scale = float(np.std(X[train_rows] - mean))
+    if not scale > 0:
+        raise ValueError("X has zero variance on the training rows")
+    return Splits({k: (X[idx] - mean) / scale for k, idx in index.items()}, {k: y[idx] for k, idx in index.items()},
+                  index, mean, scale)

@@ -9,6 +9,7 @@ wall time, agreement metrics). Each experiment has a ``quick`` size (seconds) an
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import platform
 import time
@@ -21,10 +22,15 @@ from simulations.sweep import SweepStats, run_sweep
 
 from ..compare import Panel, Series, overlay, series_agreement, tidy_rows, write_csv
 
-__all__ = ["Experiment", "ExperimentOutput", "Sweeper", "register", "get", "names", "run"]
+__all__ = ["Experiment", "ExperimentOutput", "Sweeper", "InputError", "register", "get", "names", "run"]
 
-_MODULES = ("ridge", "deep", "giant_step")  # experiment modules, imported lazily by the registry
+_MODULES = ("ridge", "deep", "giant_step", "trained")  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
+
+
+class InputError(ValueError):
+    """Bad user input to an experiment (e.g. a missing or malformed data file): the command line
+    prints its one-line message and exits with status 2."""
 
 
 @dataclass
@@ -121,16 +127,21 @@ def _versions() -> dict:
 
 def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0,
         backend: str = "serial", workers: int | None = None, cache=None, scheduler: str | None = None,
-        quiet: bool = True) -> dict:
+        quiet: bool = True, data=None) -> dict:
     """Run experiment ``name`` and write NAME.png, NAME.csv, NAME.json into ``out``.
 
     Simulation tasks run on ``backend`` ("serial", "processes", "dask") with ``workers``
     workers, cached under ``cache`` (resumable), see :mod:`simulations.sweep`. The CSV does not
-    depend on the backend, the number of workers or the cache. Returns the JSON metadata (also
-    written to disk). Raises :class:`simulations.sweep.SweepError` if tasks failed (finished
+    depend on the backend, the number of workers or the cache. ``data``: a data path for the
+    experiments that read one (those whose function takes ``data``; :class:`InputError` otherwise).
+    Returns the JSON metadata (also written to disk). Raises :class:`simulations.sweep.SweepError` if tasks failed (finished
     tasks are kept in the cache).
     """
     exp = get(name)
+    takes_data = "data" in inspect.signature(exp.function).parameters
+    if data is not None and not takes_data:
+        raise InputError(f"experiment {name!r} reads no data file (--data is for: "
+                         f"{', '.join(n for n in names() if 'data' in inspect.signature(get(n).function).parameters)})")
     if seeds is None:
         seeds = exp.default_seeds["quick" if quick else "full"]
     if not isinstance(seeds, int) or seeds < 1:
@@ -143,7 +154,8 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
                       backend=backend, workers=workers, cache=None if cache is None else str(cache),
                       scheduler=scheduler, quiet=quiet)
     t0 = time.perf_counter()
-    result = exp.function(quick=quick, sweep=sweeper)
+    kwargs = {"data": data} if data is not None else {}
+    result = exp.function(quick=quick, sweep=sweeper, **kwargs)
     wall = time.perf_counter() - t0
     rows = tidy_rows(result.series)
     write_csv(rows, out / f"{name}.csv")

@@ -1,0 +1,306 @@
+"""Multi-layer perceptrons trained with Adam on the square loss, with feature snapshots.
+
+Model
+-----
+    f(x) = θᵀ φ(x),   φ(x) = σ_L(W_L ⋯ σ_1(W_1 x)),   W_ℓ ∈ ℝ^{p_ℓ × p_{ℓ−1}}, p_0 = d, no biases
+
+(the feature-map convention of :mod:`simulations.features`: samples are rows, a block of rows
+computes H_ℓ = A_{ℓ−1} W_ℓᵀ, A_ℓ = σ_ℓ(H_ℓ)). The loss of a batch of B rows is the mean squared
+error (Keras' "mse")
+
+    L = (1/B) Σ_i (y_i − f(x_i))²,
+
+and back-propagation is, with δ = 2(f − y)/B,
+
+    ∇θ = A_Lᵀ δ,   G_L = (δ θᵀ) ⊙ σ_L′(H_L),   ∇W_ℓ = G_ℓᵀ A_{ℓ−1},   G_{ℓ−1} = (G_ℓ W_ℓ) ⊙ σ_{ℓ−1}′(H_{ℓ−1}).
+
+Adam (Kingma & Ba) with bias correction, per parameter array w with gradient g, step t ≥ 1:
+
+    m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²,
+    w ← w − lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε),
+
+and weight decay ξ either decoupled (AdamW, the default: w ← (1 − lr ξ) w before the step, as
+``torch.optim.AdamW``) or as an L2 term added to the gradient (``decoupled=False``: g ← g + ξ w).
+
+Computation: every product is one BLAS call on the batch; σ, σ′ come from the fused Numba kernels
+of :func:`asymptotics.functions.apply`; the Adam update is one fused, parallel Numba loop per
+parameter array (no temporaries). float32 (``dtype``) halves memory and doubles the GEMM rate;
+Adam's moments are kept in the same dtype.
+
+Randomness: initial weights from ``child_rng(seed, 0, ℓ)`` (layer ℓ, readout ℓ = L + 1), the
+order of the mini-batches of epoch e from ``child_rng(seed, 1, e)``: the same seed gives the same
+network and the same snapshots.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numba
+import numpy as np
+
+from asymptotics import functions
+
+from .features import feature_map
+from .rng import SeedLike, child_rng
+
+__all__ = ["MLP", "init_mlp", "forward", "loss_and_gradients", "Adam", "Snapshot", "TrainResult", "train"]
+
+_PARALLEL = 1 << 15  # elements above which the Adam loop runs in parallel
+
+
+@dataclass
+class MLP:
+    """Weights W_1..W_L (W_ℓ of shape p_ℓ × p_{ℓ−1}), activations σ_1..σ_L and readout θ (p_L)."""
+
+    weights: list
+    activations: list
+    readout: np.ndarray
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.readout.dtype
+
+    @property
+    def widths(self) -> list[int]:
+        return [w.shape[0] for w in self.weights]
+
+    def parameters(self) -> list[np.ndarray]:
+        return [*self.weights, self.readout]
+
+    def copy(self) -> "MLP":
+        return MLP([w.copy() for w in self.weights], list(self.activations), self.readout.copy())
+
+    def features(self, X, chunk: int | None = None) -> np.ndarray:
+        """φ(X) (n × p_L), chunked over rows (see :func:`simulations.features.feature_map`)."""
+        return feature_map(X, self.weights, self.activations, dtype=self.dtype, chunk=chunk)
+
+    def predict(self, X, chunk: int | None = None) -> np.ndarray:
+        return self.features(X, chunk).astype(np.float64) @ self.readout.astype(np.float64)
+
+
+def _pos_int(v, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def init_mlp(d: int, widths: Sequence[int], activations, seed: SeedLike = 0, *, init: str = "glorot",
+             dtype="float64") -> MLP:
+    """A network d → widths[0] → … → widths[-1] → 1 with random weights.
+
+    ``init="glorot"``: Keras' default glorot_uniform, entries U(−a, a), a = √(6/(fan_in + fan_out));
+    ``"gauss"``: N(0, 1/fan_in) (pre-activations O(1)). The readout θ (fan_out 1) likewise.
+    ``activations``: one registered name for every layer, or one per layer.
+    """
+    d = _pos_int(d, "d")
+    widths = [_pos_int(w, "widths") for w in widths]
+    if not widths:
+        raise ValueError("widths must hold at least one layer width")
+    acts = [activations] * len(widths) if isinstance(activations, str) else list(activations)
+    if len(acts) != len(widths):
+        raise ValueError(f"activations: expected {len(widths)} names, got {len(acts)}")
+    for a in acts:
+        functions.get(a)
+    if init not in ("glorot", "gauss"):
+        raise ValueError(f"init must be 'glorot' or 'gauss', got {init!r}")
+    dt = _check_dtype(dtype)
+    shapes = list(zip(widths, [d] + widths[:-1])) + [(1, widths[-1])]
+    params = []
+    for layer, (fan_out, fan_in) in enumerate(shapes):
+        rng = child_rng(seed, 0, layer)
+        if init == "glorot":
+            a = math.sqrt(6.0 / (fan_in + fan_out))
+            w = rng.uniform(-a, a, size=(fan_out, fan_in))
+        else:
+            w = rng.standard_normal((fan_out, fan_in)) / math.sqrt(fan_in)
+        params.append(np.ascontiguousarray(w, dtype=dt))
+    return MLP(params[:-1], acts, params[-1].reshape(-1).copy())
+
+
+def forward(mlp: MLP, X: np.ndarray):
+    """Pre-activations H_ℓ, activations A_ℓ (A_0 = X) and the output f, for one batch."""
+    A = [X]
+    H = []
+    for W, act in zip(mlp.weights, mlp.activations):
+        h = A[-1] @ W.T
+        H.append(h)
+        A.append(functions.apply(act, h))
+    return H, A, A[-1] @ mlp.readout
+
+
+def loss_and_gradients(mlp: MLP, X, y) -> tuple[float, list[np.ndarray]]:
+    """Mean squared error of the batch and its gradients [∇W_1, …, ∇W_L, ∇θ] (module docstring)."""
+    dt = mlp.dtype
+    X = np.ascontiguousarray(X, dtype=dt)
+    y = np.asarray(y, dtype=dt).reshape(-1)
+    if X.ndim != 2 or X.shape[1] != mlp.weights[0].shape[1]:
+        raise ValueError(f"X must have shape (B, {mlp.weights[0].shape[1]}), got {X.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have {X.shape[0]} entries, got {y.shape[0]}")
+    H, A, f = forward(mlp, X)
+    r = f - y
+    B = X.shape[0]
+    loss = float(np.dot(r.astype(np.float64), r.astype(np.float64)) / B)
+    delta = (2.0 / B) * r
+    grads = [None] * (len(mlp.weights) + 1)
+    grads[-1] = A[-1].T @ delta
+    G = np.multiply.outer(delta, mlp.readout)
+    for layer in range(len(mlp.weights) - 1, -1, -1):
+        deriv = functions.apply(mlp.activations[layer], H[layer], out=H[layer], derivative=True)
+        G *= deriv
+        grads[layer] = G.T @ A[layer]
+        if layer:
+            G = G @ mlp.weights[layer]
+    return loss, grads
+
+
+@numba.njit(parallel=True, cache=True)
+def _adam_parallel(w, g, m, v, lr, b1, b2, c1, c2, eps, decay, l2):
+    for i in numba.prange(w.size):
+        gi = g[i] + l2 * w[i]
+        mi = b1 * m[i] + (1.0 - b1) * gi
+        vi = b2 * v[i] + (1.0 - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] * decay - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+
+
+@numba.njit(cache=True)
+def _adam_serial(w, g, m, v, lr, b1, b2, c1, c2, eps, decay, l2):
+    for i in range(w.size):
+        gi = g[i] + l2 * w[i]
+        mi = b1 * m[i] + (1.0 - b1) * gi
+        vi = b2 * v[i] + (1.0 - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] * decay - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+
+
+class Adam:
+    """Adam / AdamW on a list of parameter arrays, updated in place (module docstring)."""
+
+    def __init__(self, params: Sequence[np.ndarray], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled: bool = True):
+        for name, val in (("lr", lr), ("eps", eps)):
+            if not (isinstance(val, numbers.Real) and math.isfinite(val) and val > 0):
+                raise ValueError(f"{name} must be a positive number, got {val!r}")
+        if not (isinstance(weight_decay, numbers.Real) and math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+        for p in params:
+            if not (isinstance(p, np.ndarray) and p.flags.c_contiguous and p.dtype in (np.float32, np.float64)):
+                raise ValueError("params must be C-contiguous float32/float64 arrays")
+        self.params = list(params)
+        self.lr, self.b1, self.b2, self.eps = float(lr), float(b1), float(b2), float(eps)
+        self.weight_decay, self.decoupled = float(weight_decay), bool(decoupled)
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        if len(grads) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        self.t += 1
+        c1 = 1.0 / (1.0 - self.b1 ** self.t)
+        c2 = 1.0 / (1.0 - self.b2 ** self.t)
+        decay = 1.0 - self.lr * self.weight_decay if self.decoupled else 1.0
+        l2 = 0.0 if self.decoupled else self.weight_decay
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if g.shape != p.shape:
+                raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {p.shape}")
+            g = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
+            kernel = _adam_parallel if p.size >= _PARALLEL else _adam_serial
+            kernel(p.reshape(-1), g, m.reshape(-1), v.reshape(-1), self.lr, self.b1, self.b2, c1, c2,
+                   self.eps, decay, l2)
+
+
+@dataclass
+class Snapshot:
+    """The network after ``step`` optimiser steps (``epoch`` = step / steps per epoch)."""
+
+    epoch: float
+    step: int
+    mlp: MLP
+    train_loss: float
+
+
+@dataclass
+class TrainResult:
+    mlp: MLP
+    snapshots: list
+    loss_history: np.ndarray  # mean training loss of each epoch (over its batches)
+    steps_per_epoch: int
+    extra: dict = field(default_factory=dict)
+
+
+def _snapshot_steps(snapshots, epochs: int, per_epoch: int) -> list[int]:
+    out = []
+    for e in snapshots:
+        if not (isinstance(e, numbers.Real) and 0 <= e <= epochs):
+            raise ValueError(f"snapshots must be epochs in [0, {epochs}], got {e!r}")
+        out.append(int(round(float(e) * per_epoch)))
+    return sorted(set(out))
+
+
+def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | None = None,
+          weight_decay: float = 0.0, decoupled: bool = True, betas=(0.9, 0.999), eps: float = 1e-8,
+          seed: SeedLike = 0, snapshots: Sequence[float] = ()) -> TrainResult:
+    """Train ``mlp`` in place with Adam on the mean squared error.
+
+    ``batch_size=None`` is full-batch gradient descent (one step per epoch); otherwise each epoch
+    visits a fresh random permutation of the rows in batches of ``batch_size`` (the last one
+    possibly smaller). ``snapshots``: epochs (fractions allowed, rounded to the nearest step; 0 is
+    the initialisation) at which a copy of the network is kept.
+    """
+    dt = mlp.dtype
+    X = np.ascontiguousarray(X, dtype=dt)
+    y = np.asarray(y, dtype=dt).reshape(-1)
+    if X.ndim != 2 or X.shape[1] != mlp.weights[0].shape[1]:
+        raise ValueError(f"X must have shape (n, {mlp.weights[0].shape[1]}), got {np.shape(X)}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have {X.shape[0]} entries, got {y.shape[0]}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite")
+    epochs = int(epochs) if isinstance(epochs, numbers.Integral) and epochs >= 0 else None
+    if epochs is None:
+        raise ValueError("epochs must be a non-negative integer")
+    n = X.shape[0]
+    bs = n if batch_size is None else min(_pos_int(batch_size, "batch_size"), n)
+    per_epoch = math.ceil(n / bs)
+    keep = _snapshot_steps(snapshots, epochs, per_epoch)
+    opt = Adam(mlp.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+    snaps, history, step = [], np.zeros(epochs), 0
+
+    def maybe_snapshot(loss):
+        if keep and step == keep[0]:
+            keep.pop(0)
+            snaps.append(Snapshot(step / per_epoch, step, mlp.copy(), loss))
+
+    maybe_snapshot(float(np.mean((mlp.predict(X) - y) ** 2)) if keep and keep[0] == 0 else math.nan)
+    for epoch in range(epochs):
+        order = np.arange(n) if bs == n else child_rng(seed, 1, epoch).permutation(n)
+        total = 0.0
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below
+                loss, grads = loss_and_gradients(mlp, X[idx] if bs < n else X, y[idx] if bs < n else y)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+            opt.step(grads)
+            step += 1
+            total += loss * len(idx)
+            maybe_snapshot(loss)
+        history[epoch] = total / n
+    return TrainResult(mlp, snaps, history, per_epoch)

@@ -1,0 +1,121 @@
+"""Real-data loaders (IDX / npz / digits), even/odd labels, splits and train-only normalisation."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from asymptotics import cli
+from simulations.data import (MNIST_FILES, even_odd_labels, load_digits, load_mnist, read_idx,
+                              split_and_normalise)
+
+
+def _idx(array: np.ndarray) -> bytes:
+    return struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + \
+        array.astype(np.uint8).tobytes()
+
+
+def _write_mnist(folder, n_train=12, n_test=5, gz=False, seed=0):
+    rng = np.random.default_rng(seed)
+    data = {}
+    for (img, lab), n in (((MNIST_FILES[0], MNIST_FILES[1]), n_train), ((MNIST_FILES[2], MNIST_FILES[3]), n_test)):
+        X = rng.integers(0, 256, size=(n, 28, 28))
+        y = rng.integers(0, 10, size=n)
+        for name, arr in ((img, X), (lab, y)):
+            raw = _idx(arr)
+            if gz:
+                (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
+            else:
+                (folder / name).write_bytes(raw)
+        data[img], data[lab] = X, y
+    return data
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_mnist_from_idx_files(tmp_path, gz):
+    data = _write_mnist(tmp_path, gz=gz)
+    X, labels = load_mnist(tmp_path)
+    assert X.shape == (17, 784) and labels.shape == (17,)
+    np.testing.assert_array_equal(X[:12], data[MNIST_FILES[0]].reshape(12, -1))
+    np.testing.assert_array_equal(labels[12:], data[MNIST_FILES[3]])
+
+
+def test_load_mnist_from_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = {"x_train": rng.integers(0, 256, (6, 28, 28)), "y_train": rng.integers(0, 10, 6),
+              "x_test": rng.integers(0, 256, (3, 28, 28)), "y_test": rng.integers(0, 10, 3)}
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    X, labels = load_mnist(tmp_path / "mnist.npz")
+    assert X.shape == (9, 784)
+    np.testing.assert_array_equal(labels, np.concatenate([arrays["y_train"], arrays["y_test"]]))
+    np.savez(tmp_path / "bad.npz", x_train=arrays["x_train"])
+    with pytest.raises(ValueError, match="bad.npz.*missing"):
+        load_mnist(tmp_path / "bad.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(ValueError, match="corrupt.npz"):
+        load_mnist(tmp_path / "corrupt.npz")
+
+
+def test_corrupt_or_missing_idx_files_raise_clear_errors(tmp_path):
+    _write_mnist(tmp_path)
+    lab = tmp_path / MNIST_FILES[3]
+    raw = lab.read_bytes()
+    lab.write_bytes(raw[:-2])  # truncated
+    with pytest.raises(ValueError, match=f"{MNIST_FILES[3]}.*truncated"):
+        load_mnist(tmp_path)
+    lab.write_bytes(b"\x01\x02\x03\x04" + raw[4:])  # bad magic
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(lab)
+    lab.unlink()
+    with pytest.raises(FileNotFoundError, match=f"missing MNIST file {MNIST_FILES[3]}"):
+        load_mnist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_mnist(tmp_path / "nowhere")
+    # images and labels that disagree in count
+    _write_mnist(tmp_path)
+    (tmp_path / MNIST_FILES[1]).write_bytes(_idx(np.zeros(3, dtype=np.uint8)))
+    with pytest.raises(ValueError, match="expected 12 labels"):
+        load_mnist(tmp_path)
+
+
+def test_cli_turns_data_errors_into_one_line_and_status_2(tmp_path, capsys):
+    _write_mnist(tmp_path)
+    (tmp_path / MNIST_FILES[0]).write_bytes(b"\x00\x00\x08\x03garbage")
+    assert cli.main(["reproduce", "mnist-even-odd", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and MNIST_FILES[0] in err[0] and "Traceback" not in err[0]
+    assert cli.main(["reproduce", "mnist-even-odd", "--out", str(tmp_path / "o")]) == 2
+    assert "--data PATH" in capsys.readouterr().err
+
+
+def test_digits_and_even_odd_labels():
+    X, labels = load_digits()
+    assert X.shape == (1797, 64) and set(np.unique(labels)) == set(range(10))
+    y = even_odd_labels(labels)
+    assert set(np.unique(y)) == {-1.0, 1.0}
+    np.testing.assert_array_equal(y == 1, labels % 2 == 0)
+
+
+def test_splits_are_disjoint_and_normalised_with_training_rows_only():
+    X, labels = load_digits()
+    y = even_odd_labels(labels)
+    sp = split_and_normalise(X, y, np.random.default_rng(0))
+    sizes = {k: len(v) for k, v in sp.index.items()}
+    assert sizes == {"test": 180, "adam": 449, "regression": 449, "covariance": 719}
+    allidx = np.concatenate(list(sp.index.values()))
+    assert len(np.unique(allidx)) == len(allidx) == 1797
+    train = np.concatenate([sp.index[k] for k in ("adam", "regression", "covariance")])
+    Z = np.concatenate([sp.X[k] for k in ("adam", "regression", "covariance")])
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-12)
+    assert np.std(Z) == pytest.approx(1.0, rel=1e-12)
+    # changing the test rows changes no statistic: no test information leaks
+    X2 = X.copy()
+    X2[sp.index["test"]] *= 100.0
+    sp2 = split_and_normalise(X2, y, np.random.default_rng(0))
+    np.testing.assert_array_equal(sp2.mean, sp.mean)
+    assert sp2.scale == sp.scale
+    np.testing.assert_array_equal(sp2.X["adam"], sp.X["adam"])
+    np.testing.assert_array_equal(sp.y["test"], y[sp.index["test"]])
+    assert set(train) & set(sp.index["test"]) == set()
+    with pytest.raises(ValueError, match="fractions"):
+        split_and_normalise(X, y, np.random.default_rng(0), {"adam": 0.5})
