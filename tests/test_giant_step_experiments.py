@@ -21,7 +21,7 @@ def _sim(out, name):
 
 def test_registry_lists_the_giant_step_experiments():
     assert {"giant-step-stairway", "giant-step-cosine", "giant-step-orientation",
-            "giant-step-preprocessing"} <= set(experiments.names())
+            "giant-step-preprocessing", "giant-step-spiked-rf"} <= set(experiments.names())
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,16 @@ def test_preprocessing_matches_the_spec_reference_runs(tmp_path):
     checks = notes["spec §6 reference checks (z with both standard errors)"]
     assert len(checks) == 6
     assert all(abs(c["z"]) < 3.5 for c in checks.values())
+
+
+def test_spiked_rf_theory_agrees_with_algorithm_1(tmp_path):
+    """Exact one-step asymptotics (Marchenko–Pastur limit) against simulations at d = p = 300:
+    every point within 3 standard errors, and the step lowers the error at every α."""
+    meta = experiments.run("giant-step-spiked-rf", quick=True, out=tmp_path)
+    overall = meta["agreement"]["overall"]
+    assert overall["n_points"] == 12 and overall["fraction_within_3sigma"] >= 11 / 12
+    sim = _sim(tmp_path, "giant-step-spiked-rf")
+    _, rf, _, _ = sim[("tanh", "no step (random features)")]
+    _, step, _, _ = sim[("tanh", "α0 = 2, η̃ = 2")]
+    assert np.all(step < rf)
+    assert all(v["all converged"] for v in meta["notes"].values())

@@ -247,3 +247,42 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                             parameters={**s, "ns": ns.tolist(), "kappas": kap.tolist(), "eta": "10 √(n p)",
                                         "lam_paper": 1.0, "reuse_batch": False,
                                         "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
+
+
+# ----------------------------------------------------------------------------- exact one-step asymptotics
+@register("giant-step-spiked-rf", "Exact ridge error after one giant step (spiked random features, companion "
+          "paper): test error vs α = n/d, theory vs Algorithm 1, with and without the step", quick_seeds=4,
+          full_seeds=3)
+def spiked_rf(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    from ..spiked_rf import one_step_ridge_error
+
+    if quick:
+        s = dict(d=300, alphas=[0.25, 0.5, 1.0, 1.5, 2.0, 3.0], cases=[(0.0, 0.0), (2.0, 2.0)], lam_paper=0.1,
+                 n_test=5000)
+    else:  # the companion's simulations: d = p = 2000, 3 seeds, n_test = 5000
+        s = dict(d=2000, alphas=np.round(np.linspace(0.2, 3.0, 8), 3).tolist(),
+                 cases=[(0.0, 0.0), (0.5, 1.0), (20.0, 1.0), (20.0, 3.0)], lam_paper=0.01, n_test=5000)
+    d = p = s["d"]
+    alphas = np.asarray(s["alphas"], dtype=float)
+    grid = np.linspace(alphas.min(), alphas.max(), 60)
+    panel = "tanh"
+    panels = [Panel(panel, "α = n/d (readout samples)", "test error", xscale="linear", yscale="log",
+                    title=f"σ = σ* = tanh, d = p = {d}, λ_P = {s['lam_paper']:g}, a = 1/√p, unit rows")]
+    series, notes = [], {}
+    for j, (a0, eta_t) in enumerate(s["cases"]):
+        name = "no step (random features)" if a0 == 0 else f"α0 = {a0:g}, η̃ = {eta_t:g}"
+        th = one_step_ridge_error("tanh", "tanh", a0, eta_t, grid, s["lam_paper"], spectrum="mp")
+        at = one_step_ridge_error("tanh", "tanh", a0, eta_t, alphas, s["lam_paper"], spectrum="mp")
+        params = [dict(target="tanh(h1)", activation="tanh", d=d, p=p, n=int(round(a0 * d)) if a0 else
+                       int(round(a * d)), n_ridge=int(round(a * d)), steps=1 if a0 else 0,
+                       eta=eta_t * p if a0 else None, lam_paper=s["lam_paper"], n_test=s["n_test"],
+                       a_init="ones", w_init="sphere") for a in alphas]
+        res = sweep(giant_step_task, params)
+        mean, std = _mean_std([[r["test_error"] for r in per] for per in res])
+        series.append(Series(panel=panel, name=name, theory_x=grid, theory_y=th.test_error, sim_x=alphas,
+                             sim_mean=mean, sim_std=std, n_seeds=sweep.seeds, theory_at_sim=at.test_error,
+                             style={"color": f"C{j}"}))
+        notes[name] = {"c": at.c, "r": at.r, "gamma": at.gamma, "all converged": bool(np.all(at.converged))}
+    return ExperimentOutput(panels, series, title="One giant step, exact asymptotics (spiked random features)",
+                            parameters={**s, "p": p, "theory": "asymptotics.spiked_rf, Marchenko–Pastur spectrum",
+                                        "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
