@@ -1,0 +1,263 @@
+"""Tests of simulations.hierarchical: target sampler, three-layer network gradients, layer-wise
+Algorithm 1, joint Adam training, seeding/chunking invariance, sweep task, bad input."""
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asymptotics import hierarchical as theory
+from simulations import hierarchical as S
+
+
+def _ref_loss(net, X, y):
+    """Plain numpy (1/2n) Σ (f − y)^2 of the spec's network (with multipliers)."""
+    d = X.shape[1]
+    Z = X @ net.theta[:, :d].T + net.theta[:, d]
+    g = net.alpha1 * (Z**3) @ net.u
+    f = g + net.alpha2 * np.maximum(np.outer(g, net.a) + net.b, 0) @ net.c
+    return 0.5 * np.mean((f - y) ** 2), f, g
+
+
+def _random_net(d, m1, m2, seed, mup):
+    net = S.init_network(d, m1, m2, seed, mup=mup)
+    rng = np.random.default_rng(seed + 100)
+    net.u = rng.standard_normal(m1)
+    net.c = rng.standard_normal(m2)
+    return net
+
+
+# --------------------------------------------------------------------------- target
+@settings(max_examples=20, deadline=None)
+@given(st.integers(min_value=1, max_value=300))
+def test_normalising_constant_matches_theory(d):
+    assert S.normalising_constant(d) == pytest.approx(theory.normalising_constant(d), rel=1e-13)
+
+
+def test_sampler_target_definition_and_second_moment():
+    d, n = 24, 1 << 17
+    prob = S.make_problem(d, seed=3)
+    assert set(np.unique(prob.lam)) <= {-1.0, 1.0} and prob.lam.shape == (d,)
+    X, h, p = prob.batch("test", n)
+    np.testing.assert_allclose(p, (X**3 - 3 * X) @ prob.lam, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(h, theory.normalising_constant(d) * p**3, rtol=1e-12)
+    X2, h2 = S.sample(d, 1000, seed=3, kind="test")
+    np.testing.assert_array_equal(X2, X[:1000])      # nested data sets: prefixes of one stream
+    se = math.sqrt((theory.target_fourth_moment(d) - 1) / n)
+    assert abs(np.mean(h * h) - 1) < 4.5 * se        # E h^2 = 1 within Monte-Carlo error
+    # the λ of different seeds differ, the data of different purposes too
+    assert not np.array_equal(S.make_problem(d, seed=4).lam, prob.lam) or d < 8
+    assert not np.array_equal(prob.batch("train", 10)[0], X[:10])
+
+
+def test_init_law():
+    d, m1, m2 = 12, 4000, 3000
+    net = S.init_network(d, m1, m2, seed=0, mup=True)
+    np.testing.assert_allclose(np.linalg.norm(net.V, axis=1), 1 / math.sqrt(2), rtol=1e-12)
+    assert abs(net.s.var() - 0.5) < 0.05 and set(np.unique(net.a)) == {-1.0, 1.0}
+    assert np.all(net.u == 0) and np.all(net.c == 0)
+    assert net.alpha1 == 1 / m1 and net.alpha2 == 1 / m2
+    assert abs(net.b.var() - 10 / 8) < 0.25           # Student t_10: variance ν/(ν − 2)
+    assert S.init_network(d, 5, 5, 0, mup=False).alpha1 == 1.0
+
+
+# --------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("mup", [True, False])
+def test_gradient_matches_finite_differences(mup):
+    d, m1, m2, n = 4, 6, 5, 45
+    net = _random_net(d, m1, m2, 1, mup)
+    if not mup:
+        net.theta *= 0.5
+        net.u *= 0.1
+        net.c *= 0.1
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((n, d))
+    y = rng.standard_normal(n)
+    loss, G = S.loss_and_gradient(net, X, y, block=16)  # several blocks, a partial one
+    assert loss == pytest.approx(_ref_loss(net, X, y)[0], rel=1e-12)
+    eps = 1e-6
+    for name, arr in net.tensors().items():
+        fd = np.empty_like(arr)
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + eps
+            lp = _ref_loss(net, X, y)[0]
+            arr[i] = old - eps
+            lm = _ref_loss(net, X, y)[0]
+            arr[i] = old
+            fd[i] = (lp - lm) / (2 * eps)
+        np.testing.assert_allclose(G[name], fd, rtol=1e-5, atol=1e-8 * max(1, np.abs(fd).max()),
+                                   err_msg=name)
+    # float32 compute: the same gradient to single precision
+    loss32, G32 = S.loss_and_gradient(net, X, y, block=16, dtype="float32")
+    assert loss32 == pytest.approx(loss, rel=1e-5)
+    for name in G:
+        np.testing.assert_allclose(G32[name], G[name], rtol=1e-3, atol=1e-5 * np.abs(G[name]).max())
+
+
+def test_forward_matches_reference_and_block_size():
+    d, m1, m2 = 5, 37, 29
+    net = _random_net(d, m1, m2, 4, True)
+    X = np.random.default_rng(5).standard_normal((300, d))
+    f, g = S.forward(net, X, block=64)
+    _, f_ref, g_ref = _ref_loss(net, X, np.zeros(300))
+    np.testing.assert_allclose(f, f_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+    f2, _ = S.forward(net, X, block=7)
+    np.testing.assert_allclose(f2, f, rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- layer-wise
+def test_layerwise_stage1_recovers_feature():
+    d, m1, m2 = 6, 128, 200                      # D3 = binom(9, 3) = 84 <= m1
+    n = 8192                                     # ≈ 38 d^3
+    res = S.layerwise(d, n, m1, m2, seed=0, n_test=1 << 14, return_network=True)
+    # reference: the bottleneck at a random (untrained) u, i.e. the feature before training
+    prob = S.make_problem(d, 0)
+    X, h, p = prob.batch("test", 1 << 14)
+    rnd = res.network.copy()
+    init_corrs = []
+    for k in range(5):
+        rnd.u = np.random.default_rng(k).standard_normal(m1)
+        init_corrs.append(abs(np.corrcoef(S.forward(rnd, X)[1], p)[0, 1]))
+    assert max(init_corrs) < 0.5
+    assert res.abs_corr > 0.75 > max(init_corrs) + 0.3
+    assert res.corr > 0                           # u fitted to h, and P_3 h = ρ p with ρ > 0
+    assert res.abs_corr <= theory.stage1_ceiling(d) + 0.02
+    assert res.median_sq_error < 0.01             # far below the zero predictor's
+    assert math.isfinite(res.test_loss) and res.test_loss_se > 0
+    # the stage-1 fit equals the closed-form ridge on in-memory data
+    X1, y1, _ = prob.batch("D1", n)
+    Phi = (X1 @ res.network.V.T + res.network.s) ** 3
+    Gm = Phi.T @ Phi / n
+    xi = 1e-6 * np.trace(Gm) / m1
+    u = np.linalg.solve(Gm + xi * np.eye(m1), Phi.T @ y1 / n)
+    np.testing.assert_allclose(res.network.u, u, rtol=1e-5, atol=1e-6 * np.abs(u).max())
+
+
+def test_layerwise_gd_option_approaches_ridge():
+    kw = dict(d=4, n=2048, m1=40, m2=50, seed=1, n_test=4096)
+    r = S.layerwise(**kw, return_network=True)
+    g = S.layerwise(**kw, stage1="gd", stage2="gd", xi1_rel=1e-2, xi2_rel=1e-2, T1=3000, T2=3000,
+                    return_network=True)
+    r2 = S.layerwise(**kw, xi1_rel=1e-2, xi2_rel=1e-2, return_network=True)
+    assert g.abs_corr == pytest.approx(r2.abs_corr, abs=0.02)
+    assert r.abs_corr > 0.5
+
+
+@pytest.mark.parametrize("bias", ["t", "unif", "normal"])
+def test_layerwise_bias_options_run(bias):
+    res = S.layerwise(4, 1024, 40, 30, seed=2, n_test=2048, bias=bias)
+    assert math.isfinite(res.test_loss) and res.abs_corr > 0.3
+
+
+def test_chunk_invariance_and_seeding():
+    kw = dict(d=5, n=3000, m1=60, m2=40, n_test=2500, block=256)
+    a = S.layerwise(seed=7, chunk=256, **kw)
+    b = S.layerwise(seed=7, chunk=1024, **kw)
+    c = S.layerwise(seed=7, **kw)
+    assert a.summary() | {"wall_time": 0} == b.summary() | {"wall_time": 0} == c.summary() | {"wall_time": 0}
+    e = S.layerwise(seed=8, chunk=256, **kw)
+    assert e.test_loss != a.test_loss
+    kw2 = dict(d=4, n=700, m1=16, m2=20, n_test=1500, block=128, max_steps=15)
+    x = S.train_adam(seed=3, chunk=128, **kw2)
+    y = S.train_adam(seed=3, chunk=1024, **kw2)
+    assert x.summary() | {"wall_time": 0} == y.summary() | {"wall_time": 0}
+    np.testing.assert_array_equal(x.history, y.history)
+    # the streamed data are the same rows for any chunk
+    prob = S.make_problem(6, seed=1, block=64)
+    full = prob.batch("D2", 1000)[0]
+    parts = np.vstack([X1[:, :6].copy() for _, X1, _, _ in prob.stream("D2", 1000, chunk=192)])
+    np.testing.assert_array_equal(parts, full)
+
+
+def test_float32_close_to_float64():
+    kw = dict(d=5, n=3000, m1=60, m2=40, n_test=4000, seed=1)
+    a = S.layerwise(**kw)
+    b = S.layerwise(**kw, dtype="float32")
+    assert b.corr == pytest.approx(a.corr, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- Adam
+def test_adam_trains_and_stops_on_plateau():
+    res = S.train_adam(4, 1024, seed=0, m2=50, max_steps=300, lr=1e-2, n_test=4096,
+                       schedule="constant")
+    h = res.history
+    assert len(h) == res.steps <= 300
+    assert h[-1] < 0.5 * h[0]                     # the training loss decreases
+    assert res.abs_corr > 0.3 and math.isfinite(res.train_corr)
+    stop = S.train_adam(4, 512, seed=0, m2=20, max_steps=400, patience=5, rel_tol=0.5,
+                        n_test=1024)
+    assert stop.converged and stop.steps < 400
+    mb = S.train_adam(4, 1000, seed=0, m2=20, max_steps=40, batch_size=256, n_test=1024)
+    assert mb.steps == 40 and len(mb.history) == 10   # one monitored value per epoch
+
+
+def test_same_seed_same_numbers():
+    kw = dict(d=4, n=600, m1=16, m2=20, n_test=1000, max_steps=10)
+    a, b = S.train_adam(seed=5, **kw), S.train_adam(seed=5, **kw)
+    assert a.summary() | {"wall_time": 0} == b.summary() | {"wall_time": 0}
+    assert S.train_adam(seed=6, **kw).test_loss != a.test_loss
+
+
+# --------------------------------------------------------------------------- sweep task
+def test_hierarchical_task():
+    ss = np.random.SeedSequence(11)
+    out = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
+                               "n_test": 2048}, ss)
+    assert all(isinstance(v, float) for v in out.values())
+    json.dumps(out)
+    out2 = S.hierarchical_task({"method": "adam", "d": 4, "n": 512, "m1": 16, "m2": 20,
+                                "n_test": 1024, "max_steps": 5, "betas": [0.9, 0.99]}, ss)
+    assert out2["steps"] == 5.0
+    # replica: the same λ, init and test set for every n (paired comparison)
+    r1 = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
+                              "n_test": 2048, "replica": 2}, np.random.SeedSequence(1))
+    r2 = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
+                              "n_test": 2048, "replica": 2}, np.random.SeedSequence(2))
+    assert r1 | {"wall_time": 0} == r2 | {"wall_time": 0}
+    with pytest.raises(ValueError, match="method"):
+        S.hierarchical_task({"method": "sgd", "d": 4, "n": 10}, ss)
+    with pytest.raises(ValueError, match="unknown"):
+        S.hierarchical_task({"method": "adam", "d": 4, "n": 10, "xi1": 1.0}, ss)
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("call, name", [
+    (lambda: S.layerwise(0, 100, 10, 10), "d"),
+    (lambda: S.layerwise(4, -1, 10, 10), "n"),
+    (lambda: S.layerwise(4, 100, 0, 10), "m1"),
+    (lambda: S.layerwise(4, 100, 10, 2.5), "m2"),
+    (lambda: S.layerwise(4, 100, 10, 10, n_test=0), "n_test"),
+    (lambda: S.layerwise(4, 100, 10, 10, stage1="adam"), "stage1"),
+    (lambda: S.layerwise(4, 100, 10, 10, bias="cauchy"), "bias"),
+    (lambda: S.layerwise(4, 100, 10, 10, xi1=-1.0), "xi1"),
+    (lambda: S.layerwise(4, 100, 10, 10, dtype="int32"), "dtype"),
+    (lambda: S.layerwise(4, 100, 10, 10, chunk=0), "chunk"),
+    (lambda: S.train_adam(4, 100, lr=0.0), "lr"),
+    (lambda: S.train_adam(4, 100, max_steps=0), "max_steps"),
+    (lambda: S.train_adam(4, 100, betas=(0.9, 1.0)), "betas"),
+    (lambda: S.train_adam(4, 100, schedule="linear"), "schedule"),
+    (lambda: S.train_adam(4, 100, batch_size=-3), "batch_size"),
+    (lambda: S.init_network(4, 5, 5, v_init="cube"), "v_init"),
+    (lambda: S.make_problem(4).batch("val", 10), "kind"),
+    (lambda: S.forward(S.init_network(4, 5, 5), np.ones((3, 5))), "X"),
+    (lambda: S.loss_and_gradient(S.init_network(4, 5, 5), np.ones((3, 4)), np.ones(2)), "y"),
+])
+def test_bad_input(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_simulations_imports_only_functions_from_asymptotics():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(S))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("asymptotics"):
+            assert node.module == "asymptotics" and [a.name for a in node.names] == ["functions"]
+        if isinstance(node, ast.Import):
+            assert not any(a.name.startswith("asymptotics") for a in node.names)
