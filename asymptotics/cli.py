@@ -34,7 +34,22 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", default=None, metavar="PATH",
                      help="data for experiments that read it (mnist-even-odd: a folder with the MNIST IDX "
                           "files, or mnist.npz)")
+    rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="an option of the experiment (VALUE in JSON, e.g. --set dims=[16,24]); repeatable")
     return ap
+
+
+def _options(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise experiments.InputError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def main(argv=None) -> int:
@@ -61,9 +76,11 @@ def main(argv=None) -> int:
         print("asymptotics: --scheduler needs --backend dask", file=sys.stderr)
         return 2
     try:
+        options = _options(args.set)
         meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed,
                                backend=args.backend, workers=args.workers, cache=args.cache,
-                               scheduler=args.scheduler, quiet=args.quiet, data=args.data)
+                               scheduler=args.scheduler, quiet=args.quiet, data=args.data,
+                               options=options)
     except experiments.InputError as exc:
         print(f"asymptotics: {exc}", file=sys.stderr)
         return 2

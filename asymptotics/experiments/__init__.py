@@ -24,7 +24,7 @@ from ..compare import Panel, Series, overlay, series_agreement, tidy_rows, write
 
 __all__ = ["Experiment", "ExperimentOutput", "Sweeper", "InputError", "register", "get", "names", "run"]
 
-_MODULES = ("ridge", "deep", "giant_step", "trained")  # experiment modules, imported lazily by the registry
+_MODULES = ("ridge", "deep", "giant_step", "trained", "hierarchical")  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
 
 
@@ -127,13 +127,15 @@ def _versions() -> dict:
 
 def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0,
         backend: str = "serial", workers: int | None = None, cache=None, scheduler: str | None = None,
-        quiet: bool = True, data=None) -> dict:
+        quiet: bool = True, data=None, options: dict | None = None) -> dict:
     """Run experiment ``name`` and write NAME.png, NAME.csv, NAME.json into ``out``.
 
     Simulation tasks run on ``backend`` ("serial", "processes", "dask") with ``workers``
     workers, cached under ``cache`` (resumable), see :mod:`simulations.sweep`. The CSV does not
     depend on the backend, the number of workers or the cache. ``data``: a data path for the
     experiments that read one (those whose function takes ``data``; :class:`InputError` otherwise).
+    ``options``: further keyword arguments that an experiment function declares (e.g. the
+    dimensions of a sweep); an unknown one is an :class:`InputError` naming the accepted ones.
     Returns the JSON metadata (also written to disk). Raises :class:`simulations.sweep.SweepError` if tasks failed (finished
     tasks are kept in the cache).
     """
@@ -155,6 +157,12 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
                       scheduler=scheduler, quiet=quiet)
     t0 = time.perf_counter()
     kwargs = {"data": data} if data is not None else {}
+    if options:
+        accepted = [k for k in inspect.signature(exp.function).parameters if k not in ("quick", "sweep", "data")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise InputError(f"experiment {name!r} has no option(s) {unknown}; its options: {accepted or 'none'}")
+        kwargs.update(options)
     result = exp.function(quick=quick, sweep=sweeper, **kwargs)
     wall = time.perf_counter() - t0
     rows = tidy_rows(result.series)
