@@ -37,12 +37,14 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
-import resource  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import gemm_rates as _gemm_rates, in_child as _in_child, peak_mb as _peak_mb  # noqa: E402
 
 NOTEBOOK_SECONDS_PER_SEED = 445.0 / 10  # single_step.ipynb, n = 262144, 10 seeds
 
@@ -115,8 +117,6 @@ def notebook_baseline(d, p, n, n_test, seed):
 
 
 # ----------------------------------------------------------------------------- children
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def _run_ours(d, p, n, n_test, dtype, seeds):
@@ -143,25 +143,8 @@ def _run_baseline(d, p, n, n_test, seeds):
     return times, errors, _peak_mb()
 
 
-def _gemm_rates(size=4096, rounds=3):
-    rates = {}
-    rng = np.random.default_rng(0)
-    for dt in (np.float64, np.float32):
-        A = rng.standard_normal((size, size)).astype(dt)
-        B = rng.standard_normal((size, size)).astype(dt)
-        best = np.inf
-        for _ in range(rounds):
-            t = time.perf_counter()
-            A @ B
-            best = min(best, time.perf_counter() - t)
-        rates[np.dtype(dt).name] = 2.0 * size**3 / best
-    return rates
 
 
-def _in_child(fn, *args):
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
-        return ex.submit(fn, *args).result()
 
 
 # ----------------------------------------------------------------------------- main

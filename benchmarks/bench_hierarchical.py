@@ -24,16 +24,16 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
-import resource  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import gemm_rates as _gemm_rates, in_child, peak_mb as _peak_mb  # noqa: E402
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
 
 
 def gemm_flops(n, m1, d):
@@ -116,15 +116,6 @@ def _run_numpy(d, m1, m2, n, repeats):
     return min(times), loss, _peak_mb(), base
 
 
-def _gemm_rates(size=4096, rounds=3):
-    rates = {}
-    rng = np.random.default_rng(0)
-    for dt in (np.float64, np.float32):
-        A = rng.standard_normal((size, size)).astype(dt)
-        B = rng.standard_normal((size, size)).astype(dt)
-        best = min(_timed(lambda: A @ B) for _ in range(rounds))
-        rates[np.dtype(dt).name] = 2.0 * size**3 / best
-    return rates
 
 
 def _timed(fn):
@@ -143,9 +134,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     d, m1, m2, n = (16, 256, 1000, 1 << 14) if args.small else (args.d, args.m1, args.m2, args.n)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx) as ex:
-        rates = ex.submit(_gemm_rates).result()
+    rates = in_child(_gemm_rates)
     print(f"machine GEMM rate (4096^3 @): float64 {rates['float64'] / 1e9:.1f} GFLOP/s, "
           f"float32 {rates['float32'] / 1e9:.1f} GFLOP/s")
     data_mb = (n * (d + 1) * 8 + n * 8 * 2) / 2**20
@@ -155,8 +144,7 @@ def main(argv=None):
     for label, fn, fargs in [("ours float64", _run_ours, (d, m1, m2, n, "float64", args.repeats)),
                              ("ours float32", _run_ours, (d, m1, m2, n, "float32", args.repeats)),
                              ("numpy float64", _run_numpy, (d, m1, m2, n, args.repeats))]:
-        with ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            t, loss, peak, base = ex.submit(fn, *fargs).result()
+        t, loss, peak, base = in_child(fn, *fargs)
         results[label] = t
         rate = rates["float32" if "float32" in label else "float64"]
         frac = gemm_flops(n, m1, d) / t / rate

@@ -714,7 +714,7 @@ def layerwise(d: int, n: int, m1: int, m2: int, seed: SeedLike = 0, *, n2: int |
 
     # ---- bias of the ReLU layer from ĝ on D1 (correlation on D1 in the same pass)
     need_pass = bias == "unif"
-    gmax, sgp, sg, sp, sgg, spp = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    gmax = 0.0
     if need_pass:
         for _, X1, h, p in problem.stream("D1", n, chunk, dtype=dt):
             for s in range(0, len(h), block):
