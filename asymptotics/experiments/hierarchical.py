@@ -147,8 +147,12 @@ def _adam_sizes(quick: bool, dims) -> dict:
 
 @register("hierarchical-adam", "End-to-end Adam (μP) on h = C_d p³: feature correlation and test loss vs n and "
           "n/d³ for several d, with the kernel level", quick_seeds=3, full_seeds=5)
-def hierarchical_adam(quick: bool, sweep: Sweeper, dims=None) -> ExperimentOutput:
+def hierarchical_adam(quick: bool, sweep: Sweeper, dims=None, max_steps=None) -> ExperimentOutput:
     s = _adam_sizes(quick, None if dims is None else _check_dims(dims))
+    if max_steps is not None:  # a cheaper cap than the spec's 20000 steps (reported in the parameters)
+        if not isinstance(max_steps, int) or max_steps < 1:
+            raise InputError(f"max_steps must be a positive integer, got {max_steps!r}")
+        s["max_steps"] = max_steps
 
     def per_d(d):
         return dict(m1=d * d, m2=s["m2"], n_test=s["n_test"], lr=s["lr"], max_steps=s["max_steps"],
