@@ -102,6 +102,7 @@ from sympy.core.function import AppliedUndef
 from asymptotics import functions
 
 from .ridge import _check_lams, _spectral_filters
+from ._validate import float_dtype as _check_dtype, nonneg_float as _nonneg_float, nonneg_int as _nonneg_int, pos_int as _pos_int
 from .rng import SeedLike, child_rng, seed_sequence
 
 __all__ = [
@@ -165,32 +166,6 @@ def _blas_threads() -> int:
 
 
 # =============================================================================== validation
-def _pos_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _nonneg_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    return int(v)
-
-
-def _nonneg_float(v, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return float(v)
-
-
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def _real_array(a, name: str, shape: tuple) -> np.ndarray:

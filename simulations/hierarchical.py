@@ -77,6 +77,7 @@ from numba import njit, prange
 
 from asymptotics import functions
 
+from ._validate import float_dtype as _check_dtype, nonneg_int as _nonneg_int, pos_int as _pos_int
 from .rng import SeedLike, child_rng, seed_sequence
 
 __all__ = [
@@ -108,16 +109,6 @@ _LAMBDA, _V, _S, _A, _B, _D1, _D2, _TRAIN, _TEST, _SHUFFLE = range(10)
 
 
 # =============================================================================== validation
-def _pos_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _nonneg_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    return int(v)
 
 
 def _pos_float(v, name: str, allow_zero: bool = False) -> float:
@@ -132,16 +123,6 @@ def _choice(v, name: str, options) -> str:
     if v not in options:
         raise ValueError(f"{name} must be one of {tuple(options)}, got {v!r}")
     return v
-
-
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 # =============================================================================== target

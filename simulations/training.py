@@ -44,6 +44,7 @@ import numpy as np
 from asymptotics import functions
 
 from .features import feature_map
+from ._validate import float_dtype as _check_dtype, nonneg_int, pos_int as _pos_int
 from .rng import SeedLike, child_rng
 
 __all__ = ["MLP", "init_mlp", "forward", "loss_and_gradients", "Adam", "Snapshot", "TrainResult", "train"]
@@ -79,19 +80,6 @@ class MLP:
 
     def predict(self, X, chunk: int | None = None) -> np.ndarray:
         return self.features(X, chunk).astype(np.float64) @ self.readout.astype(np.float64)
-
-
-def _pos_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _check_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    return dt
 
 
 def init_mlp(d: int, widths: Sequence[int], activations, seed: SeedLike = 0, *, init: str = "glorot",
@@ -138,15 +126,19 @@ def forward(mlp: MLP, X: np.ndarray):
     return H, A, A[-1] @ mlp.readout
 
 
-def loss_and_gradients(mlp: MLP, X, y) -> tuple[float, list[np.ndarray]]:
-    """Mean squared error of the batch and its gradients [∇W_1, …, ∇W_L, ∇θ] (module docstring)."""
-    dt = mlp.dtype
-    X = np.ascontiguousarray(X, dtype=dt)
-    y = np.asarray(y, dtype=dt).reshape(-1)
+def _check_Xy(mlp: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
+    X = np.ascontiguousarray(X, dtype=mlp.dtype)
+    y = np.asarray(y, dtype=mlp.dtype).reshape(-1)
     if X.ndim != 2 or X.shape[1] != mlp.weights[0].shape[1]:
-        raise ValueError(f"X must have shape (B, {mlp.weights[0].shape[1]}), got {X.shape}")
+        raise ValueError(f"X must have shape (n, {mlp.weights[0].shape[1]}), got {np.shape(X)}")
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have {X.shape[0]} entries, got {y.shape[0]}")
+    return X, y
+
+
+def loss_and_gradients(mlp: MLP, X, y) -> tuple[float, list[np.ndarray]]:
+    """Mean squared error of the batch and its gradients [∇W_1, …, ∇W_L, ∇θ] (module docstring)."""
+    X, y = _check_Xy(mlp, X, y)
     H, A, f = forward(mlp, X)
     r = f - y
     B = X.shape[0]
@@ -264,18 +256,10 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     possibly smaller). ``snapshots``: epochs (fractions allowed, rounded to the nearest step; 0 is
     the initialisation) at which a copy of the network is kept.
     """
-    dt = mlp.dtype
-    X = np.ascontiguousarray(X, dtype=dt)
-    y = np.asarray(y, dtype=dt).reshape(-1)
-    if X.ndim != 2 or X.shape[1] != mlp.weights[0].shape[1]:
-        raise ValueError(f"X must have shape (n, {mlp.weights[0].shape[1]}), got {np.shape(X)}")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have {X.shape[0]} entries, got {y.shape[0]}")
+    X, y = _check_Xy(mlp, X, y)
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise ValueError("X and y must be finite")
-    epochs = int(epochs) if isinstance(epochs, numbers.Integral) and epochs >= 0 else None
-    if epochs is None:
-        raise ValueError("epochs must be a non-negative integer")
+    epochs = nonneg_int(epochs, "epochs")
     n = X.shape[0]
     bs = n if batch_size is None else min(_pos_int(batch_size, "batch_size"), n)
     per_epoch = math.ceil(n / bs)
