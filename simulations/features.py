@@ -43,6 +43,7 @@ import numpy as np
 
 from asymptotics import functions
 
+from ._validate import float_dtype as _check_dtype, pos_int as _check_pos_int
 from .rng import child_rng
 
 __all__ = [
@@ -74,24 +75,6 @@ PSD_RTOL = 1e-10
 
 
 # --------------------------------------------------------------------------- validation
-def _check_pos_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _check_dtype(dtype, name: str = "dtype") -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise ValueError(f"{name} must be float32 or float64, got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"{name} must be float32 or float64, got {dt}")
-    return dt
-
-
 def _check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
