@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import os
 import re
 import sys
@@ -69,7 +68,7 @@ from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
 __all__ = ["z", "Activation", "register", "get", "names", "hermite", "apply", "engine",
-           "kernel_folder"]
+           "kernel_folder", "multi_index_expression"]
 
 # Same choice as asymptotics._ridge_kernels: Numba's OpenMP layer keeps threads spinning after a
 # parallel region and starves BLAS on small machines; the workqueue layer does not.
@@ -538,3 +537,43 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+
+
+_H_INDEX = re.compile(r"h([1-9][0-9]*)")
+
+
+def multi_index_expression(expr, what: str = "target") -> tuple[sympy.Expr, int]:
+    """A function of h1, h2, …, hk (the projections of a multi-index model) as a sympy expression.
+
+    ``expr``: a string or sympy expression; registered activations may be used by name as
+    functions (``"relu(h1) + he2(h2)"``), besides sympy's own. Returns the expression with one real
+    symbol ``h{i}`` per index and the largest index used (0 for a constant). Bad input raises a
+    ``ValueError`` naming ``what``.
+    """
+    if isinstance(expr, str):
+        local = {name: sympy.Lambda(z, get(name).expr) for name in names()
+                 if name.isidentifier() and not name.startswith("_") and not _H_INDEX.fullmatch(name)}
+        try:
+            expr = sympy.parse_expr(expr, local_dict=local)
+        except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
+            raise ValueError(f"{what}: cannot parse {expr!r} as an expression in h1 ... hk "
+                             f"({type(err).__name__}: {err})") from None
+    try:
+        expr = sympy.sympify(expr)
+    except (sympy.SympifyError, TypeError) as err:
+        raise ValueError(f"{what}: {expr!r} is not a sympy expression ({err})") from None
+    if not isinstance(expr, sympy.Expr):
+        raise ValueError(f"{what}: {expr!r} is not a sympy expression")
+    undefined = expr.atoms(AppliedUndef)
+    if undefined:
+        raise ValueError(f"{what}: unknown function(s) {sorted(map(str, undefined))} in {expr}; use sympy "
+                         f"functions or registered activations ({', '.join(n for n in names() if not n.startswith('_'))})")
+    bad = sorted(str(s) for s in expr.free_symbols if not _H_INDEX.fullmatch(str(s)))
+    if bad:
+        raise ValueError(f"{what}: unknown variable(s) {bad} in {expr}; a multi-index function may only "
+                         "depend on h1, h2, ..., hk")
+    expr = expr.xreplace({s: sympy.Symbol(str(s), real=True) for s in expr.free_symbols})
+    if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+        raise ValueError(f"{what}: {expr} is not finite")
+    top = max((int(_H_INDEX.fullmatch(str(s)).group(1)) for s in expr.free_symbols), default=0)
+    return expr, top

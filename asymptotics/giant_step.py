@@ -52,7 +52,6 @@ in rotated coordinates — then a :class:`RuntimeWarning` reports the achieved a
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections import defaultdict
 from functools import lru_cache
@@ -60,14 +59,12 @@ from functools import lru_cache
 import numpy as np
 import sympy
 from numpy.polynomial.hermite_e import hermegauss
-from sympy.core.function import AppliedUndef
 
 from . import functions, gaussian
 from .functions import z
 
 __all__ = ["MultiIndexTarget", "one_step_cosine", "activation_constants"]
 
-_SYMBOL = re.compile(r"h(\d+)$")
 _REL_TOL = 1e-11          # agreement of successive Gauss-Hermite rules (relative to E y²)
 _MAX_NODES = 4_000_000    # tensor quadrature: at most this many points per rule
 _MAX_GH = 256             # numpy's hermegauss overflows beyond a few hundred nodes
@@ -84,44 +81,10 @@ def _x(i: int) -> sympy.Symbol:
 # --------------------------------------------------------------------------------------------
 # Parsing
 # --------------------------------------------------------------------------------------------
-def _local_functions() -> dict:
-    """Registered activations usable by name in a target string: relu(h1) -> Max(0, h1), ..."""
-    local = {}
-    for name in functions.names():
-        if name.isidentifier() and not _SYMBOL.match(name) and not name.startswith("_"):
-            local[name] = sympy.Lambda(z, functions.get(name).expr)
-    return local
-
-
 def _parse_target(expr, k):
     if isinstance(expr, MultiIndexTarget):
         expr = expr.expr
-    if isinstance(expr, str):
-        try:
-            expr = sympy.parse_expr(expr, local_dict=_local_functions())
-        except Exception as err:  # SyntaxError, TokenError, TypeError, ...
-            raise ValueError(f"expr: cannot parse {expr!r} as an expression in h1 ... hk "
-                             f"({type(err).__name__}: {err})") from None
-    try:
-        expr = sympy.sympify(expr)
-    except (sympy.SympifyError, TypeError) as err:
-        raise ValueError(f"expr: {expr!r} is not a sympy expression ({err})") from None
-    if not isinstance(expr, sympy.Expr):
-        raise ValueError(f"expr: {expr!r} is not a sympy expression")
-    undefined = expr.atoms(AppliedUndef)
-    if undefined:
-        raise ValueError(f"expr: unknown function(s) {sorted(map(str, undefined))} in {expr}; "
-                         f"use sympy functions or registered activations "
-                         f"({', '.join(n for n in functions.names() if not n.startswith('_'))})")
-    index = {}
-    for s in expr.free_symbols:
-        m = _SYMBOL.match(s.name)
-        if not m or int(m.group(1)) < 1 or m.group(1).startswith("0"):
-            bad = sorted(str(t) for t in expr.free_symbols if not _SYMBOL.match(t.name))
-            raise ValueError(f"expr: unknown symbol(s) {bad or [s.name]} in {expr}; the target "
-                             "may only depend on h1, h2, ..., hk")
-        index[s] = int(m.group(1))
-    top = max(index.values(), default=0)
+    expr, top = functions.multi_index_expression(expr, "expr")
     if k is None:
         if top == 0:
             raise ValueError(f"expr: {expr} depends on no variable h1 ... hk; pass k to use a "
@@ -130,9 +93,6 @@ def _parse_target(expr, k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < max(top, 1):
         raise ValueError(f"k must be an integer >= {max(top, 1)} (the largest index in expr), "
                          f"got {k!r}")
-    expr = expr.xreplace({s: _h(i) for s, i in index.items()})
-    if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
-        raise ValueError(f"expr: {expr} is not finite")
     return expr, int(k)
 
 

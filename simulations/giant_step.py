@@ -97,7 +97,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import sympy
-from sympy.core.function import AppliedUndef
 
 from asymptotics import functions
 
@@ -189,7 +188,6 @@ def _activation(a):
 
 # =============================================================================== targets
 _H_NAME = re.compile(r"h([1-9]\d*)")
-_IDENT = re.compile(r"[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,40 +222,8 @@ class TargetFunction:
 def _parse_target(text_or_expr) -> sympy.Expr:
     """sympy expression of a target string/expression in h1..hk (ValueError naming target)."""
     if isinstance(text_or_expr, str):
-        text = TARGETS.get(text_or_expr, text_or_expr)
-        local: dict[str, Any] = {}
-        for name in set(_IDENT.findall(text)):
-            if _H_NAME.fullmatch(name):
-                local[name] = sympy.Symbol(name, real=True)
-                continue
-            try:  # a registered activation used as a function, e.g. relu(h1), he3(h2)
-                act = functions.get(name)
-            except (TypeError, ValueError):
-                continue
-            local[name] = sympy.Lambda(functions.z, act.expr)
-        try:
-            expr = sympy.parse_expr(text, local_dict=local)
-        except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
-            raise ValueError(f"target: cannot parse {text_or_expr!r} ({err})") from None
-    else:
-        expr = text_or_expr
-    try:
-        expr = sympy.sympify(expr)
-    except (sympy.SympifyError, TypeError) as err:
-        raise ValueError(f"target: {text_or_expr!r} is not an expression ({err})") from None
-    if not isinstance(expr, sympy.Expr):
-        raise ValueError(f"target: {text_or_expr!r} is not a sympy expression")
-    bad = sorted(str(s) for s in expr.free_symbols if not _H_NAME.fullmatch(str(s)))
-    if bad:
-        raise ValueError(f"target: unknown variable(s) {bad} in {expr}; the target is a function "
-                         f"of h1, h2, ..., hk (the projections W* z)")
-    undefined = expr.atoms(AppliedUndef)
-    if undefined:
-        raise ValueError(f"target: unknown function(s) {sorted(map(str, undefined))} in {expr} "
-                         f"(sympy functions and the registered activations {functions.names()} "
-                         f"are allowed)")
-    # one real symbol per index, whatever assumptions the caller's symbols carried
-    return expr.xreplace({s: sympy.Symbol(str(s), real=True) for s in expr.free_symbols})
+        text_or_expr = TARGETS.get(text_or_expr, text_or_expr)
+    return functions.multi_index_expression(text_or_expr, "target")[0]
 
 
 def make_target(target, k: int | None = None) -> TargetFunction:

@@ -248,3 +248,15 @@ def test_kernels_work_without_a_writable_cache(tmp_path, monkeypatch):
     act = F.register("test_uncached_kernel", "tanh(z) + z/13", replace=True)
     assert act.scalar(0.25) == pytest.approx(math.tanh(0.25) + 0.25 / 13, rel=1e-15)
     assert not hasattr(act.kernels, "__file__") or act.kernels.__file__ is None
+
+
+def test_multi_index_expression_parses_registered_functions_and_names_the_argument():
+    h1, h2 = sympy.Symbol("h1", real=True), sympy.Symbol("h2", real=True)
+    expr, top = F.multi_index_expression("relu(h1) + he2(h2)*h1", "target")
+    assert top == 2
+    assert sympy.simplify(expr - (sympy.Max(0, h1) + (h2**2 - 1) * h1)) == 0
+    assert F.multi_index_expression("3", "target") == (sympy.Integer(3), 0)
+    for bad, msg in (("x + h1", "unknown variable"), ("foo(h1)", "unknown function"), ("h1 +* 2", "cannot parse"),
+                     ("1/(h1 - h1)", "not finite")):
+        with pytest.raises(ValueError, match=f"target: .*{msg}|target: {msg}"):
+            F.multi_index_expression(bad, "target")
