@@ -337,20 +337,26 @@ class Activation:
         return self.kernels.derivative
 
 
-def _parse(expr, what: str) -> sympy.Expr:
-    """A sympy expression in z from a string or sympy object (ValueError naming ``what``)."""
+def _sympify(expr, what: str, local: dict, variables: str) -> sympy.Expr:
+    """A sympy expression from a string (parsed with ``local`` names) or a sympy object."""
     if isinstance(expr, str):
         try:
-            expr = sympy.parse_expr(expr, local_dict={"z": z})
+            expr = sympy.parse_expr(expr, local_dict=local)
         except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
-            raise ValueError(f"{what}: cannot parse {expr!r} as an expression in z "
-                             f"({err})") from None
+            raise ValueError(f"{what}: cannot parse {expr!r} as an expression in {variables} "
+                             f"({type(err).__name__}: {err})") from None
     try:
         expr = sympy.sympify(expr)
     except (sympy.SympifyError, TypeError) as err:
         raise ValueError(f"{what}: {expr!r} is not a sympy expression ({err})") from None
     if not isinstance(expr, sympy.Expr):
         raise ValueError(f"{what}: {expr!r} is not a sympy expression")
+    return expr
+
+
+def _parse(expr, what: str) -> sympy.Expr:
+    """A sympy expression in z from a string or sympy object (ValueError naming ``what``)."""
+    expr = _sympify(expr, what, {"z": z}, "z")
     # a plain Symbol("z") (not real) is the same variable
     expr = expr.xreplace({s: z for s in expr.free_symbols if s.name == "z" and s != z})
     if expr.free_symbols - {z}:
@@ -550,20 +556,10 @@ def multi_index_expression(expr, what: str = "target") -> tuple[sympy.Expr, int]
     symbol ``h{i}`` per index and the largest index used (0 for a constant). Bad input raises a
     ``ValueError`` naming ``what``.
     """
-    if isinstance(expr, str):
-        local = {name: sympy.Lambda(z, get(name).expr) for name in names()
-                 if name.isidentifier() and not name.startswith("_") and not _H_INDEX.fullmatch(name)}
-        try:
-            expr = sympy.parse_expr(expr, local_dict=local)
-        except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
-            raise ValueError(f"{what}: cannot parse {expr!r} as an expression in h1 ... hk "
-                             f"({type(err).__name__}: {err})") from None
-    try:
-        expr = sympy.sympify(expr)
-    except (sympy.SympifyError, TypeError) as err:
-        raise ValueError(f"{what}: {expr!r} is not a sympy expression ({err})") from None
-    if not isinstance(expr, sympy.Expr):
-        raise ValueError(f"{what}: {expr!r} is not a sympy expression")
+    local = {name: sympy.Lambda(z, get(name).expr) for name in names()
+             if name.isidentifier() and not name.startswith("_") and not _H_INDEX.fullmatch(name)
+             } if isinstance(expr, str) else {}
+    expr = _sympify(expr, what, local, "h1 ... hk")
     undefined = expr.atoms(AppliedUndef)
     if undefined:
         raise ValueError(f"{what}: unknown function(s) {sorted(map(str, undefined))} in {expr}; use sympy "
