@@ -41,7 +41,10 @@ def _run(sweep: Sweeper, method: str, dims, kappas, per_d, seeds: int) -> dict:
     out = {}
     for d in dims:
         ns = [max(8, int(round(k * d ** 3))) for k in kappas]
-        params = [dict(method=method, d=d, n=n, replica=sweep.root_seed * 100_003 + r, **per_d(d))
+        # replica r of dimension d: its own λ, initialisation and test set, shared by every n of that d
+        # (paired comparisons in n) and independent across d, methods and root seeds
+        base = (sweep.root_seed * 2 + (method == "adam")) * 1000 + d
+        params = [dict(method=method, d=d, n=n, replica=base * 1000 + r, **per_d(d))
                   for n in ns for r in range(seeds)]
         res = sweep(hierarchical_task, params, seeds=1)
         flat = [r[0] for r in res]
