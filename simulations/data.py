@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import numbers
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,7 +298,7 @@ def read_idx(path) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such file (expected an MNIST IDX file)")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
         raise ValueError(f"{path}: not an IDX file (expected magic bytes 00 00 <type> <ndim>, "
@@ -417,11 +418,12 @@ def split_and_normalise(X, y, rng: np.random.Generator, fractions: dict | None =
         raise ValueError(f"fractions must include 'test', each in (0, 1), summing to <= 1; got {fractions}")
     n = X.shape[0]
     order = rng.permutation(n)
-    index, start = {}, 0
-    for name, frac in fractions.items():
-        count = int(round(frac * n))
-        index[name] = np.sort(order[start:start + count])
-        start += count
+    index, cum = {}, 0.0
+    for name, frac in fractions.items():  # cumulative rounding: sizes add up to round(Σ fractions · n)
+        start, cum = int(round(cum * n)), cum + frac
+        index[name] = np.sort(order[start:int(round(cum * n))])
+        if index[name].size == 0:
+            raise ValueError(f"fractions: part {name!r} is empty with {n} rows")
     train_rows = np.concatenate([idx for name, idx in index.items() if name != "test"])
     mean = X[train_rows].mean(axis=0)
     scale = float(np.std(X[train_rows] - mean))

@@ -27,7 +27,7 @@ of :func:`asymptotics.functions.apply`; the Adam update is one fused, parallel N
 parameter array (no temporaries). float32 (``dtype``) halves memory and doubles the GEMM rate;
 Adam's moments are kept in the same dtype.
 
-Randomness: initial weights from ``child_rng(seed, 0, ℓ)`` (layer ℓ, readout ℓ = L + 1), the
+Randomness: initial weights from ``child_rng(seed, 0, ℓ)`` (ℓ = 0, …, L − 1 for W_1 … W_L, ℓ = L for θ), the
 order of the mini-batches of epoch e from ``child_rng(seed, 1, e)``: the same seed gives the same
 network and the same snapshots.
 """
@@ -220,7 +220,8 @@ class Adam:
 
 @dataclass
 class Snapshot:
-    """The network after ``step`` optimiser steps (``epoch`` = step / steps per epoch)."""
+    """The network after ``step`` optimiser steps (``epoch`` = step / steps per epoch) and its mean
+    squared error on the whole training set."""
 
     epoch: float
     step: int
@@ -267,12 +268,12 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     opt = Adam(mlp.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
     snaps, history, step = [], np.zeros(epochs), 0
 
-    def maybe_snapshot(loss):
+    def maybe_snapshot():
         if keep and step == keep[0]:
             keep.pop(0)
-            snaps.append(Snapshot(step / per_epoch, step, mlp.copy(), loss))
+            snaps.append(Snapshot(step / per_epoch, step, mlp.copy(), float(np.mean((mlp.predict(X) - y) ** 2))))
 
-    maybe_snapshot(float(np.mean((mlp.predict(X) - y) ** 2)) if keep and keep[0] == 0 else math.nan)
+    maybe_snapshot()
     for epoch in range(epochs):
         order = np.arange(n) if bs == n else child_rng(seed, 1, epoch).permutation(n)
         total = 0.0
@@ -285,6 +286,6 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
             opt.step(grads)
             step += 1
             total += loss * len(idx)
-            maybe_snapshot(loss)
+            maybe_snapshot()
         history[epoch] = total / n
     return TrainResult(mlp, snaps, history, per_epoch)

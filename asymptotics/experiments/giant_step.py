@@ -20,7 +20,7 @@ from simulations.giant_step import TARGETS, giant_step_task
 
 from ..compare import Panel, Series
 from ..giant_step import MultiIndexTarget, one_step_cosine
-from . import ExperimentOutput, Sweeper, register
+from . import ExperimentOutput, InputError, Sweeper, register
 
 LAMBDA_CONVENTION = "paper: argmin ‖y − Xw/√p‖² + λ_P‖w‖²; project λ = λ_P p / n_ridge"
 
@@ -154,6 +154,8 @@ def _off_line(xy: np.ndarray, direction: np.ndarray) -> float:
           "(θ1, θ2) after steps 1 and 2; T2 leaves the one-step line (staircase), T3 stays (stuck)",
           quick_seeds=1, full_seeds=1)
 def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    if sweep.seeds != 1:
+        raise InputError("giant-step-orientation plots the neurons of one network: --seeds must be 1")
     s = dict(d=1024, p=256, n=1024) if quick else dict(d=4096, p=1024, n=4096)
     d, p = s["d"], s["p"]
     forced = 20

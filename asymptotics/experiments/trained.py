@@ -10,8 +10,10 @@ of the regression part, test error on the test part (:func:`simulations.trained.
 λ: the paper's figures use the sum-loss λ_c (‖y − Fθ‖² + λ_c‖θ‖²); this project's mean-loss λ is
 λ = λ_c / n — converted in the tasks (``lam_c``) and here, nowhere else.
 
-Agreement: every repeat of a point is evaluated on the same test part, so its test-set standard
-error is shared by all repeats and enters the z-scores in quadrature (``Series.shared_se``).
+Error bars: one network is trained per experiment; a point's "seeds" (the CSV's n_seeds, y_err the
+standard deviation) are the ``repeats`` ridge subsamples of the regression part. Every repeat is
+evaluated on the same test part, so its test-set standard error is shared by all repeats and
+enters the z-scores in quadrature (``Series.shared_se``).
 """
 from __future__ import annotations
 
@@ -81,6 +83,12 @@ def _snapshot_panels(res: dict, ns, lam_c, title_prefix: str) -> tuple[list, lis
     return panels, series, notes
 
 
+def _one_network(sweep: Sweeper, name: str) -> None:
+    if sweep.seeds != 1:
+        raise InputError(f"{name} trains one network (spec: networks trained once per experiment); its error "
+                         "bars are over the ridge subsamples (`repeats`), so --seeds must be 1")
+
+
 def _mnist_sizes(quick: bool) -> dict:
     if quick:  # scikit-learn's digits: 1797 images of 8×8, widths 3 × 64 as 2352 = 3 × 784
         return dict(data="digits", widths=[192, 192], activation="relu", epochs=120, lr=1e-3, batch_size=128,
@@ -93,6 +101,7 @@ def _mnist_sizes(quick: bool) -> dict:
           "with --quick): theory from plug-in moments vs ridge on held-out data, at several training times",
           quick_seeds=1, full_seeds=1)
 def mnist_even_odd(quick: bool, sweep: Sweeper, data: str | None = None) -> ExperimentOutput:
+    _one_network(sweep, "mnist-even-odd")
     s = _mnist_sizes(quick)
     if data is not None:
         s["data"] = str(data)
@@ -130,6 +139,7 @@ def _synthetic_sizes(quick: bool) -> dict:
           "and the same network after full-batch AdamW: ridge curves, plug-in and linearised theory",
           quick_seeds=1, full_seeds=1)
 def trained_features_synthetic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    _one_network(sweep, "trained-features-synthetic")
     s = _synthetic_sizes(quick)
     ns = np.unique(np.round(np.geomspace(50, s["n_reg"], s["n_count"])).astype(int)).tolist()
     params = {k: v for k, v in s.items() if k != "n_count"} | {"ns": ns, "return_weights": True}

@@ -119,3 +119,28 @@ def test_splits_are_disjoint_and_normalised_with_training_rows_only():
     assert set(train) & set(sp.index["test"]) == set()
     with pytest.raises(ValueError, match="fractions"):
         split_and_normalise(X, y, np.random.default_rng(0), {"adam": 0.5})
+
+
+def test_corrupt_gzip_stream_is_a_clear_error(tmp_path):
+    _write_mnist(tmp_path, gz=True)
+    path = tmp_path / (MNIST_FILES[0] + ".gz")
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 0xFF  # break the deflate stream itself (not only the CRC)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"{MNIST_FILES[0]}.gz: not a readable gzip file"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("n", [6, 7, 11, 1797])
+def test_split_sizes_add_up(n):
+    X = np.arange(n * 2, dtype=float).reshape(n, 2) + np.random.default_rng(n).standard_normal((n, 2))
+    sp = split_and_normalise(X, np.ones(n), np.random.default_rng(0))
+    sizes = [len(v) for v in sp.index.values()]
+    assert sum(sizes) == n and min(sizes) >= 1
+    with pytest.raises(ValueError, match="empty"):
+        split_and_normalise(X[:3], np.ones(3), np.random.default_rng(0))
+
+
+def test_one_network_experiments_refuse_several_seeds(tmp_path, capsys):
+    assert cli.main(["reproduce", "mnist-even-odd", "--quick", "--seeds", "3", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be 1" in capsys.readouterr().err

@@ -141,3 +141,11 @@ def test_bad_inputs():
         train(mlp, X, y, epochs=1, batch_size=0)
     with pytest.raises(FloatingPointError, match="diverged"):
         train(init_mlp(5, [3], "linear"), X * 1e200, y, epochs=3, lr=1e10)
+
+
+def test_snapshot_loss_is_the_training_mse_of_that_network():
+    X, y = _data(n=40)
+    mlp = init_mlp(5, [6], "tanh", seed=1)
+    res = train(mlp, X, y, epochs=3, lr=1e-2, batch_size=16, seed=0, snapshots=[0, 1, 3])
+    for snap in res.snapshots:
+        assert snap.train_loss == pytest.approx(np.mean((snap.mlp.predict(X) - y) ** 2), rel=1e-12)
