@@ -27,6 +27,17 @@ def _loss(W, a, Z, y, act):
 
 
 # --------------------------------------------------------------------------- gradient
+def _minus_fd_gradient(W, a, Z, y, act, h):
+    """−∇_W L by central differences (G = −∇L is what the simulator returns)."""
+    fd = np.empty_like(W)
+    for j in range(W.shape[0]):
+        for i in range(W.shape[1]):
+            E = np.zeros_like(W)
+            E[j, i] = h
+            fd[j, i] = -(_loss(W + E, a, Z, y, act) - _loss(W - E, a, Z, y, act)) / (2 * h)
+    return fd
+
+
 @pytest.mark.parametrize("name", ["tanh", "erf", "softplus"])
 def test_gradient_matches_finite_differences(name):
     rng = np.random.default_rng(1)
@@ -38,13 +49,7 @@ def test_gradient_matches_finite_differences(name):
     y = np.sin(Z[:, 0]) + Z[:, 1]
     # small blocks and chunks: the accumulation over blocks and chunks is exercised
     G = first_layer_gradient(W, a, Z, y, name, block=8, chunk=16)
-    h = 1e-6
-    fd = np.empty_like(W)
-    for j in range(p):
-        for i in range(d):
-            E = np.zeros_like(W)
-            E[j, i] = h
-            fd[j, i] = -(_loss(W + E, a, Z, y, act) - _loss(W - E, a, Z, y, act)) / (2 * h)
+    fd = _minus_fd_gradient(W, a, Z, y, act, 1e-6)
     np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
     # float32 compute: same gradient to single precision
     G32 = first_layer_gradient(W, a, Z, y, name, dtype="float32", block=8, chunk=16)
@@ -61,13 +66,7 @@ def test_gradient_relu_matches_finite_differences_away_from_kinks():
     y = Z[:, 0] ** 2
     assert np.abs(Z @ W.T).min() > 1e-4  # no pre-activation within h of the kink
     G = first_layer_gradient(W, a, Z, y, "relu")
-    h = 1e-7
-    fd = np.empty_like(W)
-    for j in range(p):
-        for i in range(d):
-            E = np.zeros_like(W)
-            E[j, i] = h
-            fd[j, i] = -(_loss(W + E, a, Z, y, act) - _loss(W - E, a, Z, y, act)) / (2 * h)
+    fd = _minus_fd_gradient(W, a, Z, y, act, 1e-7)
     np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
 
 
