@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from simulations.sweep import BACKENDS, SweepError
+from simulations.sweep import BACKENDS, SweepConfig, SweepError
 
 from . import experiments
 
@@ -52,6 +52,14 @@ def _options(pairs) -> dict:
     return out
 
 
+def _flag_names(message: str) -> str:
+    """A SweepConfig message in the command line's words (seeds → --seeds, root seed → --seed)."""
+    for word in ("seeds", "seed", "workers", "scheduler", "backend", "threads"):
+        if message.startswith(word + " "):
+            return "--" + message
+    return message
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
@@ -63,17 +71,11 @@ def main(argv=None) -> int:
     except KeyError as exc:
         print(f"asymptotics: {exc.args[0]}", file=sys.stderr)
         return 2
-    if args.seeds is not None and args.seeds < 1:
-        print("asymptotics: --seeds must be a positive integer", file=sys.stderr)
-        return 2
-    if args.seed < 0:
-        print("asymptotics: --seed must be non-negative", file=sys.stderr)
-        return 2
-    if args.workers is not None and args.workers < 1:
-        print("asymptotics: --workers must be a positive integer", file=sys.stderr)
-        return 2
-    if args.scheduler is not None and args.backend != "dask":
-        print("asymptotics: --scheduler needs --backend dask", file=sys.stderr)
+    try:  # the one validation of the sweep settings (SweepConfig), before any work
+        SweepConfig(backend=args.backend, workers=args.workers, cache=args.cache, scheduler=args.scheduler,
+                    seeds=1 if args.seeds is None else args.seeds, root_seed=args.seed)
+    except ValueError as exc:
+        print(f"asymptotics: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
     try:
         options = _options(args.set)

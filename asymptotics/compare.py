@@ -21,10 +21,61 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Agreement", "agreement", "Panel", "Series", "tidy_rows", "write_csv", "overlay",
+__all__ = ["SeedStack", "Agreement", "agreement", "Panel", "Series", "tidy_rows", "write_csv", "overlay",
            "series_agreement", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ("panel", "series", "kind", "x", "y", "y_err", "n_seeds")
+
+
+@dataclass(frozen=True)
+class SeedStack:
+    """Simulated values over seeds, seeds on axis 0: the one place where mean/std/SE are taken.
+
+    ``std`` is the sample standard deviation (ddof = 1; 0 with one seed), ``sem`` = std/√n — the
+    error bar of the mean used in z-scores.
+    """
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.values, dtype=float)
+        if v.ndim == 0 or v.shape[0] < 1:
+            raise ValueError("SeedStack needs at least one seed (values of shape (S, ...), S >= 1)")
+        object.__setattr__(self, "values", v)
+
+    @classmethod
+    def of(cls, results: Sequence, key=None, *, seed_axis: int = 0) -> "SeedStack":
+        """Stack ``results`` (one entry per seed; ``r[key]`` if ``key`` is given). With
+        ``seed_axis`` = 1, ``results[i][s]`` is point i, seed s (the layout the sweeper returns)."""
+        pick = (lambda r: r) if key is None else (lambda r: r[key] if isinstance(r, dict) else getattr(r, key))
+        if seed_axis == 0:
+            return cls(np.array([pick(r) for r in results], dtype=float))
+        if seed_axis == 1:
+            a = np.array([[pick(r) for r in per_point] for per_point in results], dtype=float)
+            return cls(np.moveaxis(a, 1, 0))
+        raise ValueError(f"seed_axis must be 0 or 1, got {seed_axis}")
+
+    @property
+    def n(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.values.mean(axis=0)
+
+    @property
+    def std(self) -> np.ndarray:
+        if self.n < 2:
+            return np.zeros(self.values.shape[1:])
+        return self.values.std(axis=0, ddof=1)
+
+    @property
+    def sem(self) -> np.ndarray:
+        return self.std / np.sqrt(self.n)
+
+    @property
+    def median(self) -> np.ndarray:
+        return np.median(self.values, axis=0)
 
 
 @dataclass(frozen=True)

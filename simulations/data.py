@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asymptotics.validation import float_dtype
+
 __all__ = [
     "power_law_spectrum",
     "spectrum_from_spec",
@@ -163,13 +165,6 @@ def _check_n(n, name: str = "n") -> int:
     return int(n)
 
 
-def _check_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
 def _check_basis(basis, p: int) -> np.ndarray:
     U = np.asarray(basis)
     if U.shape != (p, p):
@@ -228,7 +223,7 @@ def sample_gaussian_features(
     """
     mom = validate_moments(eigenvalues, b_eigen, y2)
     n = _check_n(n)
-    dt = _check_dtype(dtype)
+    dt = float_dtype(dtype)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     U = None if basis is None else _check_basis(basis, mom.p)

@@ -43,7 +43,7 @@ import numpy as np
 
 from asymptotics import functions
 
-from ._validate import float_dtype as _check_dtype, pos_int as _check_pos_int
+from asymptotics.validation import float_dtype as _check_dtype, pos_int as _check_pos_int
 from .rng import child_rng
 
 __all__ = [

@@ -100,8 +100,8 @@ import sympy
 
 from asymptotics import functions
 
-from .ridge import _check_lams, _spectral_filters
-from ._validate import float_dtype as _check_dtype, nonneg_float as _nonneg_float, nonneg_int as _nonneg_int, pos_int as _pos_int
+from .linalg import check_lams as _check_lams, ridge_from_gram
+from asymptotics.validation import float_dtype as _check_dtype, nonneg_float as _nonneg_float, nonneg_int as _nonneg_int, pos_int as _pos_int
 from .rng import SeedLike, child_rng, seed_sequence
 
 __all__ = [
@@ -576,20 +576,8 @@ def _gram(problem, W, kind, step, n, prep, work, chunk):
 
 
 def _solve(K, b, sy2, n, lams):
-    """theta(lam) = (K/n + lam)^{-1} b/n for every lam, training errors, from one eigh."""
-    p = K.shape[0]
-    # numpy's LAPACK: the same OpenBLAS (and thread pool) as the GEMMs; scipy's bundled second
-    # OpenBLAS competes with numpy's still-spinning threads on small machines (10-100x slower)
-    ev, V = np.linalg.eigh(K / n)
-    ev, V = ev[::-1], V[:, ::-1]
-    s2 = np.clip(ev, 0.0, None)
-    keep = s2 > max(n, p) * _EPS * (s2[0] if s2.size else 0.0)
-    inv, _ = _spectral_filters(s2, keep, lams)
-    c = V.T @ (b / n)
-    theta = V @ (inv * c[:, None])
-    # (1/n)|y - F theta|^2 = y2 - 2 theta.b/n + theta^T (K/n) theta, in the eigenbasis
-    train = sy2 / n - np.sum((c**2)[:, None] * inv * (2.0 - s2[:, None] * inv), axis=0)
-    return theta, np.maximum(train, 0.0)
+    """θ(λ) = (K/n + λ)⁻¹ b/n for every λ, and the training errors (:func:`ridge_from_gram`)."""
+    return ridge_from_gram(K / n, b / n, lams, sy2 / n, n=n)
 
 
 def _test_errors(problem, W, theta, prep, n_test, work, chunk) -> np.ndarray:

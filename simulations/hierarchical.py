@@ -77,7 +77,7 @@ from numba import njit, prange
 
 from asymptotics import functions
 
-from ._validate import float_dtype as _check_dtype, nonneg_int as _nonneg_int, pos_int as _pos_int
+from asymptotics.validation import float_dtype as _check_dtype, nonneg_int as _nonneg_int, pos_int as _pos_int
 from .rng import SeedLike, child_rng, seed_sequence
 
 __all__ = [

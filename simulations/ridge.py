@@ -32,16 +32,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import numpy as np
-import scipy.linalg
+
+from asymptotics.validation import float_dtype as _check_dtype
 
 from .data import (
     GaussianMoments,
-    _check_dtype,
     _check_n,
     sample_from_moments,
     spectrum_from_spec,
     validate_moments,
 )
+from .linalg import RidgePath, check_lams as _check_lams, ridge_path
 from .rng import SeedLike, child_rng
 
 __all__ = [
@@ -57,172 +58,6 @@ _EPS = np.finfo(np.float64).eps
 #: Rows per chunk of a fresh test set (bounded memory; a fixed constant so the random
 #: stream, hence the result, does not depend on anything else).
 _TEST_CHUNK_ELEMENTS = 1 << 21
-
-
-# --------------------------------------------------------------------------- validation
-def _check_lams(lams) -> np.ndarray:
-    try:
-        lam = np.asarray(lams, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError("lams must be a 1-D array of real numbers") from exc
-    if lam.ndim != 1:
-        raise ValueError(f"lams must be a 1-D array, got shape {lam.shape}")
-    if lam.shape[0] == 0:
-        raise ValueError("lams must contain at least one value")
-    if not np.all(np.isfinite(lam)):
-        raise ValueError("lams contains NaN or inf")
-    if np.any(lam < 0):
-        raise ValueError(f"lams must be >= 0, got min {lam.min()!r}")
-    return lam
-
-
-def _check_Fy(F, y) -> tuple[np.ndarray, np.ndarray]:
-    F = np.asarray(F)
-    if F.ndim != 2:
-        raise ValueError(f"F must be a 2-D (n, p) array, got shape {F.shape}")
-    n, p = F.shape
-    if n == 0 or p == 0:
-        raise ValueError(f"F must have n >= 1 rows and p >= 1 columns, got shape {F.shape}")
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"y must be a 1-D array of length n = {n}, got shape {y.shape}")
-    try:
-        F = np.asarray(F, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError("F and y must be real arrays") from exc
-    if not np.all(np.isfinite(F)):
-        raise ValueError("F contains NaN or inf")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or inf")
-    return F, y
-
-
-# --------------------------------------------------------------------------- ridge path
-def _spectral_filters(s2: np.ndarray, keep: np.ndarray, lam: np.ndarray):
-    """(k, L) arrays inv = 1/(s^2 + lam) and res = lam/(s^2 + lam).
-
-    At lam = 0 (the pseudo-inverse): inv = 1/s^2 and res = 0 on kept components,
-    inv = 0 and res = 1 on the dropped (numerically zero) ones.
-    """
-    pos = lam > 0
-    inv = np.empty((s2.shape[0], lam.shape[0]))
-    res = np.empty_like(inv)
-    denom = s2[:, None] + lam[None, pos]
-    inv[:, pos] = 1.0 / denom
-    res[:, pos] = lam[None, pos] / denom
-    s2_safe = np.where(keep, s2, 1.0)
-    inv[:, ~pos] = np.where(keep, 1.0 / s2_safe, 0.0)[:, None]
-    res[:, ~pos] = (~keep).astype(np.float64)[:, None]
-    return inv, res
-
-
-@dataclass(frozen=True)
-class RidgePath:
-    """Ridge solutions for a grid of lambdas, from one decomposition.
-
-    Attributes
-    ----------
-    lams : (L,) the lambdas (mean-loss convention).
-    theta : (p, L) one column theta(lam) per lambda.
-    train_error : (L,) (1/n) ||y - F theta(lam)||^2.
-    singular_values : (k,) singular values of F/sqrt(n), descending, k = min(n, p).
-    rank : number of singular values inverted at lam = 0 (numerical rank of F).
-    """
-
-    lams: np.ndarray
-    theta: np.ndarray
-    train_error: np.ndarray
-    singular_values: np.ndarray
-    rank: int
-
-
-def ridge_path(F, y, lams, method: str = "svd") -> RidgePath:
-    """Ridge estimators theta(lam) = (F^T F/n + lam I)^{-1} F^T y/n for every lam in ``lams``.
-
-    Parameters
-    ----------
-    F : (n, p) array, rows are samples (float32 or float64; computed in float64).
-    y : (n,) array of labels.
-    lams : (L,) array of lambdas >= 0 (mean-loss convention). lam = 0 gives the
-        minimum-norm least-squares solution F^+ y (the lam -> 0+ limit).
-    method : "svd" (default) or "gram"
-        "svd": thin SVD of F/sqrt(n) (LAPACK gesdd, gesvd as fallback). Errors
-        ~ eps * cond(F) (plus the usual eps * cond^2 * residual term of least squares),
-        so the ridgeless solution stays accurate at the interpolation peak n ~ p,
-        where F is nearly singular.
-        "gram": ``eigh`` of the smaller Gram matrix (F^T F/n if n >= p, F F^T/n
-        otherwise), about twice as fast but with errors ~ eps * cond(F)^2: at lam = 0
-        only eigenvalues s^2 > max(n, p) * eps * s_max^2 are inverted, i.e. singular
-        values down to ~ sqrt(max(n,p) eps) s_max ~ 1e-6 s_max are resolved instead of
-        ~ max(n,p) eps s_max. Fine for lam > 0 and for well-conditioned F.
-
-    Returns
-    -------
-    RidgePath with ``theta`` (p, L) and ``train_error`` (L,).
-
-    Notes
-    -----
-    With F/sqrt(n) = U diag(s) V^T and c = U^T y/sqrt(n):
-    theta(lam) = V diag(s/(s^2+lam)) c and
-    E_train(lam) = ||y/sqrt(n) - U c||^2 + sum_i c_i^2 (lam/(s_i^2+lam))^2 (no
-    cancellation: both terms are sums of squares). At lam = 0, components with
-    s_i <= max(n, p) eps s_max are dropped from theta and kept whole in E_train.
-    With ``method="gram"`` and n >= p the training error is the directly computed
-    residual (1/n) ||y - F theta||^2.
-    """
-    F, y = _check_Fy(F, y)
-    lam = _check_lams(lams)
-    if method not in ("svd", "gram"):
-        raise ValueError(f"method must be 'svd' or 'gram', got {method!r}")
-    n, p = F.shape
-    sqrt_n = np.sqrt(n)
-
-    if method == "svd":
-        A = F / sqrt_n  # fresh array, may be overwritten by LAPACK
-        try:
-            U, s, Vt = scipy.linalg.svd(
-                A, full_matrices=False, check_finite=False, lapack_driver="gesdd"
-            )
-        except np.linalg.LinAlgError:  # gesdd occasionally fails to converge
-            U, s, Vt = scipy.linalg.svd(
-                F / sqrt_n, full_matrices=False, check_finite=False, lapack_driver="gesvd"
-            )
-        keep = s > max(n, p) * _EPS * (s[0] if s.size else 0.0)
-        yn = y / sqrt_n
-        c = U.T @ yn
-        if n <= p:
-            perp2 = 0.0  # U is square orthogonal: y lies in its span
-        else:
-            r = yn - U @ c
-            perp2 = float(r @ r)
-        inv, resid = _spectral_filters(s**2, keep, lam)
-        theta = Vt.T @ ((s[:, None] * inv) * c[:, None])
-        train = perp2 + np.sum((c[:, None] * resid) ** 2, axis=0)
-        return RidgePath(lam, theta, np.maximum(train, 0.0), s, int(keep.sum()))
-
-    # method == "gram": eigendecomposition of the smaller Gram matrix, in float64.
-    if n >= p:
-        G = (F.T @ F) / n
-        ev, V = scipy.linalg.eigh(G, check_finite=False, driver="evd")  # divide and conquer: ~1.6x faster
-        ev, V = ev[::-1], V[:, ::-1]
-    else:
-        K = (F @ F.T) / n
-        ev, V = scipy.linalg.eigh(K, check_finite=False, driver="evd")
-        ev, V = ev[::-1], V[:, ::-1]
-    s2 = np.clip(ev, 0.0, None)
-    keep = s2 > max(n, p) * _EPS * (s2[0] if s2.size else 0.0)
-    inv, resid = _spectral_filters(s2, keep, lam)
-    if n >= p:
-        g = V.T @ (F.T @ y / n)
-        theta = V @ (inv * g[:, None])
-        R = y[:, None] - F @ theta
-        train = np.einsum("ij,ij->j", R, R) / n
-    else:
-        c = V.T @ (y / sqrt_n)  # V is the (complete) eigenbasis U of F F^T/n
-        theta = F.T @ (V @ (inv * c[:, None])) / sqrt_n
-        train = np.sum((c[:, None] * resid) ** 2, axis=0)
-    return RidgePath(lam, theta, np.maximum(train, 0.0), np.sqrt(s2), int(keep.sum()))
 
 
 # --------------------------------------------------------------------------- test error

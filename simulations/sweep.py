@@ -1,13 +1,15 @@
 """Run a grid of (parameter point × seed) tasks on a backend, with a resumable on-disk cache.
 
-A task is a pure function of its parameters and its seed::
+A task is a pure function of its parameter point and its seed::
 
-    fn(params: dict, seed: numpy.random.SeedSequence) -> result (any picklable object)
+    fn(spec: ModelSpec | dict, seed: numpy.random.SeedSequence) -> result (any picklable object)
 
-``fn`` must be a module-level function (workers import it by name). The seed of a task is a
-:class:`~numpy.random.SeedSequence` whose entropy is derived from (root seed, experiment name,
-a stable hash of the parameters, seed index) only, so every task gets the same random numbers
-whatever the backend, the number of workers, the order of execution or the chunking.
+``fn`` must be a module-level function (workers import it by name). The seed of a task is
+:func:`simulations.rng.point_seed` of (root seed, experiment name, the hash of the point's
+canonical JSON, seed index) only, so every task gets the same random numbers whatever the
+backend, the number of workers, the order of execution or the chunking. Points that differ only
+in ``paired`` fields share their seeds (paired replicas). Where and how a sweep runs is one
+:class:`SweepConfig`.
 
 Backends
     ``serial`` (this process), ``processes`` (K worker processes of the standard library, started
@@ -35,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import multiprocessing
 import os
 import pickle
@@ -51,8 +52,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Task", "SweepStats", "SweepResult", "SweepError", "run_sweep", "task_seed", "stable_hash",
-           "BACKENDS", "CorruptCacheWarning"]
+from .rng import point_seed
+from .spec import ModelSpec, canonical, stable_hash
+
+__all__ = ["Task", "SweepConfig", "SweepStats", "SweepResult", "SweepError", "run_sweep", "task_seed",
+           "stable_hash", "BACKENDS", "CorruptCacheWarning"]
 
 BACKENDS = ("serial", "processes", "dask")
 _MAGIC = b"ASYMPTOTICS-SWEEP-1\n"
@@ -67,7 +71,7 @@ class SweepError(RuntimeError):
         lines = [f"{len(failures)} of {result.stats.total} tasks failed:"]
         for f in failures[:20]:
             last = f["error"].strip().splitlines()[-1] if f["error"].strip() else "?"
-            lines.append(f"  params={json.dumps(f['params'], sort_keys=True)} seed={f['seed_index']}: {last}")
+            lines.append(f"  params={json.dumps(canonical(f['params']), sort_keys=True)} seed={f['seed_index']}: {last}")
         if len(failures) > 20:
             lines.append(f"  ... and {len(failures) - 20} more")
         super().__init__("\n".join(lines))
@@ -77,44 +81,73 @@ class CorruptCacheWarning(RuntimeWarning):
     """A cache file failed its checksum (truncated or corrupt) and is recomputed."""
 
 
-def _canonical(obj: Any) -> Any:
-    """JSON-compatible canonical form of parameters (numpy scalars and arrays included)."""
-    if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": _canonical(obj.tolist()), "dtype": str(obj.dtype)}
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        x = float(obj)
-        return repr(x) if not math.isfinite(x) else x
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if obj is None or isinstance(obj, (int, str)):
-        return obj
-    raise TypeError(f"sweep parameters must be JSON-like (dict, list, str, int, float, bool, None, "
-                    f"numpy arrays); got {type(obj).__name__}")
+def _describe(params) -> dict:
+    return params.to_dict() if isinstance(params, ModelSpec) else params
 
 
-def stable_hash(obj: Any) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``obj``: stable across processes and runs."""
-    text = json.dumps(_canonical(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+def _seed_point(params, paired: Sequence[str]):
+    """The part of a parameter point that its seed depends on: all of it but the ``paired`` fields."""
+    if not paired:
+        return params
+    point = dict(_describe(params))
+    for name in paired:
+        point.pop(name, None)
+    return point
 
 
-def task_seed(root_seed: int, experiment: str, params: dict, seed_index: int) -> np.random.SeedSequence:
-    """The SeedSequence of one task, keyed by (root seed, experiment, parameters, seed index)."""
-    words = [int(root_seed), int(seed_index)]
-    for h in (stable_hash(experiment), stable_hash(params)):
-        words += [int(h[i:i + 8], 16) for i in range(0, 32, 8)]
-    return np.random.SeedSequence(words)
+def task_seed(root_seed: int, experiment: str, params, seed_index: int) -> np.random.SeedSequence:
+    """The SeedSequence of one task, keyed by (root seed, experiment, parameters, seed index)
+    (:func:`simulations.rng.point_seed` of the parameters' :func:`stable_hash`)."""
+    return point_seed(root_seed, experiment, stable_hash(params), seed_index)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Where and how a sweep runs; validated once, carried from the command line to the engine.
+
+    backend : "serial", "processes" or "dask"; ``workers`` processes/dask workers (default: cores
+        divided by ``threads``).
+    cache : folder of the on-disk cache (``None``: no cache).
+    scheduler : address of an existing dask scheduler (``dask`` backend only).
+    quiet : no progress bar.  threads : BLAS/Numba threads per task (workers × threads ≤ cores).
+    seeds : number of seeds per parameter point (seed indices 0..seeds−1).  root_seed : the root seed.
+    """
+
+    backend: str = "serial"
+    workers: int | None = None
+    cache: str | None = None
+    scheduler: str | None = None
+    quiet: bool = False
+    threads: int = 1
+    seeds: int = 1
+    root_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.scheduler is not None and self.backend != "dask":
+            raise ValueError("scheduler is only used by the dask backend (--backend dask)")
+        for name in ("threads", "seeds"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer))
+                                         or self.workers < 1):
+            raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
+        if isinstance(self.root_seed, bool) or not isinstance(self.root_seed, (int, np.integer)) or self.root_seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.root_seed!r}")
+        if self.cache is not None:
+            object.__setattr__(self, "cache", str(self.cache))
+
+    @property
+    def n_workers(self) -> int:
+        cores = os.cpu_count() or 1
+        return self.workers if self.workers is not None else max(1, cores // self.threads)
 
 
 @dataclass(frozen=True)
 class Task:
-    params: dict
+    params: Any  # a ModelSpec, or a JSON-like dict
     seed_index: int
 
 
@@ -201,13 +234,13 @@ def _limit_threads(threads: int) -> None:
         pass
 
 
-def _run_task(fn, params, seed_index, root_seed, experiment, cache_path):
+def _run_task(fn, params, seed, cache_path):
     """Run one task (in whichever process), cache it, and return ("ok", result) or ("error", tb).
 
     Thread limits are set by the caller: once around the serial loop, once per worker process.
     """
     try:
-        result = fn(params, task_seed(root_seed, experiment, params, seed_index))
+        result = fn(params, seed)
     except Exception:
         return "error", traceback.format_exc()
     if cache_path is not None:
@@ -231,71 +264,83 @@ def _progress(total: int, quiet: bool):
     return tqdm(total=total, unit="pt", file=sys.stderr, dynamic_ncols=True)
 
 
-def run_sweep(fn: Callable[[dict, np.random.SeedSequence], Any], params: Sequence[dict], seeds: int | Sequence[int], *,
-              experiment: str, root_seed: int = 0, backend: str = "serial", workers: int | None = None,
-              cache: str | os.PathLike | None = None, scheduler: str | None = None, quiet: bool = False,
-              threads: int = 1, code_version: str | None = None, raise_on_failure: bool = True) -> SweepResult:
-    """Run ``fn`` on every (params[i], seed index) pair; see the module docstring.
-
-    Parameters
-    ----------
-    params : parameter points (JSON-like dicts).
-    seeds : number of seeds S (indices 0..S−1) or explicit seed indices.
-    backend : "serial", "processes" or "dask"; ``workers`` processes/dask workers (default: cores).
-    cache : folder of the on-disk cache (``None``: no cache).
-    scheduler : address of an existing dask scheduler (``dask`` backend only).
-    threads : BLAS/Numba threads per task (default 1; workers × threads should be ≤ cores).
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if scheduler is not None and backend != "dask":
-        raise ValueError("scheduler is only used by the dask backend (--backend dask)")
+def _check_fn(fn) -> None:
     if not callable(fn) or fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
         raise TypeError("fn must be a module-level function (workers import it by name)")
-    cores = os.cpu_count() or 1
-    if workers is None:
-        workers = max(1, cores // max(threads, 1))
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    if isinstance(seeds, (int, np.integer)):
+
+
+def _seed_indices(seeds) -> list[int]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")
-        seed_list = list(range(int(seeds)))
-    else:
-        seed_list = [int(s) for s in seeds]
-        if not seed_list or min(seed_list) < 0 or len(set(seed_list)) != len(seed_list):
-            raise ValueError("seeds must be distinct non-negative indices")
-    params = [dict(p) for p in params]
-    for p in params:
-        stable_hash(p)  # validates that parameters are JSON-like
-    tasks = [Task(p, s) for p in params for s in seed_list]
+        return list(range(int(seeds)))
+    seed_list = [int(s) for s in seeds]
+    if not seed_list or min(seed_list) < 0 or len(set(seed_list)) != len(seed_list):
+        raise ValueError("seeds must be distinct non-negative indices")
+    return seed_list
+
+
+def _cache_paths(fn, tasks, experiment, config, code_version) -> list:
+    if config.cache is None:
+        return [None] * len(tasks)
     version = code_version or _code_version(fn)
-    cache_dir = None if cache is None else Path(cache) / _safe_name(experiment)
-    paths = [None if cache_dir is None else cache_dir / (stable_hash(
-        {"experiment": experiment, "params": t.params, "seed": t.seed_index, "root_seed": root_seed,
+    cache_dir = Path(config.cache) / _safe_name(experiment)
+    return [cache_dir / (stable_hash(
+        {"experiment": experiment, "params": t.params, "seed": t.seed_index, "root_seed": config.root_seed,
          "code": version, "fn": f"{fn.__module__}.{fn.__qualname__}"})[:40] + ".pkl") for t in tasks]
 
-    stats = SweepStats(total=len(tasks))
-    results: list[Any] = [None] * len(tasks)
-    done = [False] * len(tasks)
-    t0 = time.perf_counter()
+
+def _load_cached(tasks, paths, results, stats) -> list[int]:
+    """Fill ``results`` from the cache; return the indices still to compute."""
+    todo = []
     for i, path in enumerate(paths):
         if path is not None and path.exists():
             try:
                 results[i] = _read_checked(path)
-                done[i] = True
                 stats.cached += 1
+                continue
             except (_Corrupt, OSError) as exc:
                 stats.corrupt += 1
                 warnings.warn(f"cache file {path} is corrupt ({exc}); recomputing task "
-                              f"params={tasks[i].params} seed={tasks[i].seed_index}", CorruptCacheWarning,
-                              stacklevel=2)
+                              f"params={_describe(tasks[i].params)} seed={tasks[i].seed_index}",
+                              CorruptCacheWarning, stacklevel=3)
                 path.unlink(missing_ok=True)
-    todo = [i for i in range(len(tasks)) if not done[i]]
+        todo.append(i)
+    return todo
+
+
+def run_sweep(fn: Callable[[Any, np.random.SeedSequence], Any], params: Sequence, seeds=None, *,
+              experiment: str, config: SweepConfig | None = None, paired: Sequence[str] = (),
+              code_version: str | None = None, raise_on_failure: bool = True, **settings) -> SweepResult:
+    """Run ``fn`` on every (params[i], seed index) pair; see the module docstring.
+
+    Parameters
+    ----------
+    params : parameter points (:class:`~simulations.spec.ModelSpec` or JSON-like dicts).
+    seeds : number of seeds S (indices 0..S−1) or explicit seed indices (default ``config.seeds``).
+    config : a :class:`SweepConfig`; or its fields as keyword arguments (``backend``, ``workers``,
+        ``cache``, ``scheduler``, ``quiet``, ``threads``, ``root_seed``).
+    paired : fields of the parameter points that the seed does not depend on: points that differ
+        only in them get the same random draws (paired replicas, e.g. one data set for every n).
+    """
+    if config is None:
+        config = SweepConfig(**settings)
+    elif settings:
+        raise TypeError(f"run_sweep: give either config or its fields, not both ({sorted(settings)})")
+    _check_fn(fn)
+    seed_list = _seed_indices(config.seeds if seeds is None else seeds)
+    params = [p if isinstance(p, ModelSpec) else dict(p) for p in params]
+    hashes = [stable_hash(_seed_point(p, paired)) for p in params]  # also validates JSON-likeness
+    tasks = [Task(p, s) for p in params for s in seed_list]
+    seeds_of = [point_seed(config.root_seed, experiment, h, s) for h in hashes for s in seed_list]
+    paths = _cache_paths(fn, tasks, experiment, config, code_version)
+
+    stats = SweepStats(total=len(tasks))
+    results: list[Any] = [None] * len(tasks)
+    t0 = time.perf_counter()
+    todo = _load_cached(tasks, paths, results, stats)
     failures: list[dict] = []
-    bar = _progress(len(tasks), quiet)
+    bar = _progress(len(tasks), config.quiet)
     if bar is not None:
         bar.update(stats.cached)
 
@@ -305,25 +350,14 @@ def run_sweep(fn: Callable[[dict, np.random.SeedSequence], Any], params: Sequenc
             stats.computed += 1
         else:
             stats.failed += 1
-            failures.append({"params": tasks[i].params, "seed_index": tasks[i].seed_index, "error": value})
+            failures.append({"params": _describe(tasks[i].params), "seed_index": tasks[i].seed_index,
+                             "error": value})
         if bar is not None:
             bar.update(1)
 
-    args = [(fn, tasks[i].params, tasks[i].seed_index, root_seed, experiment,
-             None if paths[i] is None else str(paths[i])) for i in todo]
+    args = [(fn, tasks[i].params, seeds_of[i], None if paths[i] is None else str(paths[i])) for i in todo]
     try:
-        if not todo:
-            pass
-        elif backend == "serial":
-            from threadpoolctl import threadpool_limits
-
-            with threadpool_limits(limits=threads):
-                for i, a in zip(todo, args):
-                    finish(i, *_run_task(*a))
-        elif backend == "processes":
-            _run_processes(todo, args, workers, threads, finish)
-        else:
-            _run_dask(todo, args, workers, threads, scheduler, finish)
+        _dispatch(config, todo, args, finish)
     finally:
         if bar is not None:
             bar.close()
@@ -332,6 +366,21 @@ def run_sweep(fn: Callable[[dict, np.random.SeedSequence], Any], params: Sequenc
     if failures and raise_on_failure:
         raise SweepError(failures, result)
     return result
+
+
+def _dispatch(config: SweepConfig, todo, args, finish) -> None:
+    if not todo:
+        return
+    if config.backend == "serial":
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=config.threads):
+            for i, a in zip(todo, args):
+                finish(i, *_run_task(*a))
+    elif config.backend == "processes":
+        _run_processes(todo, args, config.n_workers, config.threads, finish)
+    else:
+        _run_dask(todo, args, config.n_workers, config.threads, config.scheduler, finish)
 
 
 def _safe_name(name: str) -> str:

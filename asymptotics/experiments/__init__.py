@@ -8,21 +8,24 @@ wall time, agreement metrics). Each experiment has a ``quick`` size (seconds) an
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
-from simulations.sweep import SweepStats, run_sweep
+from simulations.sweep import SweepConfig, SweepStats, run_sweep
 
-from ..compare import Panel, Series, overlay, series_agreement, tidy_rows, write_csv
+from ..compare import Panel, SeedStack, Series, overlay, series_agreement, tidy_rows, write_csv
 
-__all__ = ["Experiment", "ExperimentOutput", "Sweeper", "InputError", "register", "get", "names", "run"]
+__all__ = ["Experiment", "ExperimentOutput", "Sweeper", "SweepConfig", "SeedStack", "InputError", "register",
+           "get", "names", "run", "expected_numerics"]
 
 _MODULES = ("ridge", "deep", "giant_step", "trained", "hierarchical")  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
@@ -48,30 +51,47 @@ class ExperimentOutput:
 class Sweeper:
     """Runs an experiment's simulation tasks through :func:`simulations.sweep.run_sweep`.
 
-    ``sweeper(fn, params)`` returns ``results[i][s]`` for parameter point i and seed s; every
-    call of one experiment shares the backend, the cache and the root seed, and the counts of
-    computed / cached tasks are accumulated in ``stats`` (written to NAME.json).
+    ``sweeper(fn, specs)`` returns ``results[i][s]`` for parameter point i and seed s; every
+    call of one experiment shares the :class:`~simulations.sweep.SweepConfig` (backend, cache,
+    root seed, number of seeds), and the counts of computed / cached tasks are accumulated in
+    ``stats`` (written to NAME.json).
     """
 
     experiment: str
-    seeds: int
-    root_seed: int = 0
-    backend: str = "serial"
-    workers: int | None = None
-    cache: str | None = None
-    scheduler: str | None = None
-    quiet: bool = True
+    config: SweepConfig
     stats: SweepStats = field(default_factory=SweepStats)
 
-    def __call__(self, fn, params: Sequence[dict], seeds: int | None = None) -> list[list]:
-        """Results ``[i][s]``; ``seeds`` overrides the experiment's number of seeds for this call."""
+    @property
+    def seeds(self) -> int:
+        return self.config.seeds
+
+    @property
+    def root_seed(self) -> int:
+        return self.config.root_seed
+
+    def __call__(self, fn, params: Sequence, seeds: int | None = None, paired: Sequence[str] = ()) -> list[list]:
+        """Results ``[i][s]``; ``seeds`` overrides the experiment's number of seeds for this call;
+        ``paired``: fields whose values share one seed (see :func:`~simulations.sweep.run_sweep`)."""
         seeds = self.seeds if seeds is None else seeds
-        res = run_sweep(fn, params, seeds, experiment=self.experiment, root_seed=self.root_seed,
-                        backend=self.backend, workers=self.workers, cache=self.cache,
-                        scheduler=self.scheduler, quiet=self.quiet)
+        res = run_sweep(fn, params, seeds, experiment=self.experiment, config=self.config, paired=paired)
         for key in ("total", "computed", "cached", "failed", "corrupt", "wall_time_s"):
             setattr(self.stats, key, getattr(self.stats, key) + getattr(res.stats, key))
         return [res.results[i * seeds:(i + 1) * seeds] for i in range(len(params))]
+
+    def stack(self, fn, params: Sequence, key, seeds: int | None = None, paired: Sequence[str] = ()) -> SeedStack:
+        """``SeedStack`` of ``result[key]`` over seeds, values of shape (S, points, ...)."""
+        return SeedStack.of(self(fn, params, seeds, paired), key, seed_axis=1)
+
+
+@contextlib.contextmanager
+def expected_numerics():
+    """Silence :class:`~asymptotics.ridge.NumericalWarning` where an infinite or flagged value is
+    expected by design (the ridgeless peak at n = p drawn as a gap)."""
+    from ..ridge import NumericalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -140,43 +160,27 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
     tasks are kept in the cache).
     """
     exp = get(name)
-    takes_data = "data" in inspect.signature(exp.function).parameters
-    if data is not None and not takes_data:
-        raise InputError(f"experiment {name!r} reads no data file (--data is for: "
-                         f"{', '.join(n for n in names() if 'data' in inspect.signature(get(n).function).parameters)})")
-    if seeds is None:
-        seeds = exp.default_seeds["quick" if quick else "full"]
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    config = SweepConfig(backend=backend, workers=workers, cache=cache, scheduler=scheduler, quiet=quiet,
+                         seeds=exp.default_seeds["quick" if quick else "full"] if seeds is None else seeds,
+                         root_seed=seed)
+    kwargs = _experiment_kwargs(exp, data, options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sweeper = Sweeper(experiment=name + ("-quick" if quick else ""), seeds=seeds, root_seed=seed,
-                      backend=backend, workers=workers, cache=None if cache is None else str(cache),
-                      scheduler=scheduler, quiet=quiet)
+    sweeper = Sweeper(experiment=name + ("-quick" if quick else ""), config=config)
     t0 = time.perf_counter()
-    kwargs = {"data": data} if data is not None else {}
-    if options:
-        accepted = [k for k in inspect.signature(exp.function).parameters if k not in ("quick", "sweep", "data")]
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise InputError(f"experiment {name!r} has no option(s) {unknown}; its options: {accepted or 'none'}")
-        kwargs.update(options)
     result = exp.function(quick=quick, sweep=sweeper, **kwargs)
     wall = time.perf_counter() - t0
-    rows = tidy_rows(result.series)
-    write_csv(rows, out / f"{name}.csv")
+    write_csv(tidy_rows(result.series), out / f"{name}.csv")
     overlay(result.panels, result.series, out / f"{name}.png", title=result.title)
     meta = {
         "experiment": name,
         "description": exp.description,
         "size": "quick" if quick else "full",
         "parameters": result.parameters,
-        "seeds": {"count": seeds, "root_seed": seed},
+        "seeds": {"count": config.seeds, "root_seed": config.root_seed},
         "versions": _versions(),
         "wall_time_s": round(wall, 3),
-        "sweep": {"backend": backend, "workers": workers, "cache": None if cache is None else str(cache),
+        "sweep": {"backend": config.backend, "workers": config.workers, "cache": config.cache,
                   **sweeper.stats.as_dict()},
         "agreement": series_agreement(result.series),
         "notes": result.notes,
@@ -185,3 +189,19 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
     with open(out / f"{name}.json", "w") as fh:
         json.dump(meta, fh, indent=2, default=float)
     return meta
+
+
+def _experiment_kwargs(exp: Experiment, data, options: dict | None) -> dict:
+    """The keyword arguments of an experiment function beyond (quick, sweep): data and options."""
+    accepted = list(inspect.signature(exp.function).parameters)
+    if data is not None and "data" not in accepted:
+        readers = [n for n in names() if "data" in inspect.signature(get(n).function).parameters]
+        raise InputError(f"experiment {exp.name!r} reads no data file (--data is for: {', '.join(readers)})")
+    kwargs = {"data": data} if data is not None else {}
+    if options:
+        own = [k for k in accepted if k not in ("quick", "sweep", "data")]
+        unknown = sorted(set(options) - set(own))
+        if unknown:
+            raise InputError(f"experiment {exp.name!r} has no option(s) {unknown}; its options: {own or 'none'}")
+        kwargs.update(options)
+    return kwargs
