@@ -14,21 +14,17 @@ and back-propagation is, with δ = 2(f − y)/B,
 
     ∇θ = A_Lᵀ δ,   G_L = (δ θᵀ) ⊙ σ_L′(H_L),   ∇W_ℓ = G_ℓᵀ A_{ℓ−1},   G_{ℓ−1} = (G_ℓ W_ℓ) ⊙ σ_{ℓ−1}′(H_{ℓ−1}).
 
-Adam (Kingma & Ba) with bias correction, per parameter array w with gradient g, step t ≥ 1:
-
-    m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²,
-    w ← w − lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε),
-
-and weight decay ξ either decoupled (AdamW, the default: w ← (1 − lr ξ) w before the step, as
-``torch.optim.AdamW``) or as an L2 term added to the gradient (``decoupled=False``: g ← g + ξ w).
+Optimiser: Adam / AdamW (bias correction, decoupled or L2 weight decay) of
+:mod:`simulations.optim` (re-exported here as ``Adam``).
 
 Computation: every product is one BLAS call on the batch; σ, σ′ come from the fused Numba kernels
-of :func:`asymptotics.functions.apply`; the Adam update is one fused, parallel Numba loop per
-parameter array (no temporaries). float32 (``dtype``) halves memory and doubles the GEMM rate;
-Adam's moments are kept in the same dtype.
+of :func:`asymptotics.functions.apply`; the Adam update is the fused Numba loop of
+:mod:`simulations.optim`. float32 (``dtype``) halves memory and doubles the GEMM rate; Adam's
+moments are kept in the same dtype.
 
-Randomness: initial weights from ``child_rng(seed, 0, ℓ)`` (ℓ = 0, …, L − 1 for W_1 … W_L, ℓ = L for θ), the
-order of the mini-batches of epoch e from ``child_rng(seed, 1, e)``: the same seed gives the same
+Randomness (:func:`simulations.rng.stream`): the initial weights of layer ℓ from
+``stream(seed, "weights", ℓ)`` (ℓ = 0, …, L − 1 for W_1 … W_L, ℓ = L for θ), the order of the
+mini-batches of epoch e from ``stream(seed, "batch-order", e)``: the same seed gives the same
 network and the same snapshots.
 """
 from __future__ import annotations
@@ -41,11 +37,11 @@ from typing import Sequence
 import numpy as np
 
 from asymptotics import functions
+from asymptotics.validation import choice, float_dtype, nonneg_int, pos_int
 
 from .features import feature_map
-from asymptotics.validation import float_dtype as _check_dtype, nonneg_int, pos_int as _pos_int
 from .optim import Adam
-from .rng import SeedLike, child_rng
+from .rng import SeedLike, stream
 
 __all__ = ["MLP", "init_mlp", "forward", "loss_and_gradients", "Adam", "Snapshot", "TrainResult", "train"]
 
@@ -79,16 +75,13 @@ class MLP:
         return self.features(X, chunk).astype(np.float64) @ self.readout.astype(np.float64)
 
 
-def init_mlp(d: int, widths: Sequence[int], activations, seed: SeedLike = 0, *, init: str = "glorot",
-             dtype="float64") -> MLP:
-    """A network d → widths[0] → … → widths[-1] → 1 with random weights.
+INITS = ("glorot", "gauss")
 
-    ``init="glorot"``: Keras' default glorot_uniform, entries U(−a, a), a = √(6/(fan_in + fan_out));
-    ``"gauss"``: N(0, 1/fan_in) (pre-activations O(1)). The readout θ (fan_out 1) likewise.
-    ``activations``: one registered name for every layer, or one per layer.
-    """
-    d = _pos_int(d, "d")
-    widths = [_pos_int(w, "widths") for w in widths]
+
+def _check_architecture(d, widths, activations, init, dtype) -> tuple[int, list[int], list[str], np.dtype]:
+    """d, the widths, one activation name per layer, the dtype (arguments of :func:`init_mlp`)."""
+    d = pos_int(d, "d")
+    widths = [pos_int(w, "widths") for w in widths]
     if not widths:
         raise ValueError("widths must hold at least one layer width")
     acts = [activations] * len(widths) if isinstance(activations, str) else list(activations)
@@ -96,13 +89,24 @@ def init_mlp(d: int, widths: Sequence[int], activations, seed: SeedLike = 0, *, 
         raise ValueError(f"activations: expected {len(widths)} names, got {len(acts)}")
     for a in acts:
         functions.get(a)
-    if init not in ("glorot", "gauss"):
-        raise ValueError(f"init must be 'glorot' or 'gauss', got {init!r}")
-    dt = _check_dtype(dtype)
+    choice(init, "init", INITS)
+    return d, widths, acts, float_dtype(dtype)
+
+
+def init_mlp(d: int, widths: Sequence[int], activations, seed: SeedLike = 0, *, init: str = "glorot",
+             dtype="float64") -> MLP:
+    """A network d → widths[0] → … → widths[-1] → 1 with random weights.
+
+    ``init="glorot"``: Keras' default glorot_uniform, entries U(−a, a), a = √(6/(fan_in + fan_out));
+    ``"gauss"``: N(0, 1/fan_in) (pre-activations O(1)). The readout θ (fan_out 1) likewise.
+    ``activations``: one registered name for every layer, or one per layer. Layer ℓ draws from
+    ``stream(seed, "weights", ℓ)``.
+    """
+    d, widths, acts, dt = _check_architecture(d, widths, activations, init, dtype)
     shapes = list(zip(widths, [d] + widths[:-1])) + [(1, widths[-1])]
     params = []
     for layer, (fan_out, fan_in) in enumerate(shapes):
-        rng = child_rng(seed, 0, layer)
+        rng = stream(seed, "weights", layer)
         if init == "glorot":
             a = math.sqrt(6.0 / (fan_in + fan_out))
             w = rng.uniform(-a, a, size=(fan_out, fan_in))
@@ -182,22 +186,44 @@ def _snapshot_steps(snapshots, epochs: int, per_epoch: int) -> list[int]:
     return sorted(set(out))
 
 
-def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | None = None,
-          weight_decay: float = 0.0, decoupled: bool = True, betas=(0.9, 0.999), eps: float = 1e-8,
-          seed: SeedLike = 0, snapshots: Sequence[float] = ()) -> TrainResult:
-    """Train ``mlp`` in place with Adam on the mean squared error.
-
-    ``batch_size=None`` is full-batch gradient descent (one step per epoch); otherwise each epoch
-    visits a fresh random permutation of the rows in batches of ``batch_size`` (the last one
-    possibly smaller). ``snapshots``: epochs (fractions allowed, rounded to the nearest step; 0 is
-    the initialisation) at which a copy of the network is kept.
-    """
+def _check_training(mlp: MLP, X, y, epochs, batch_size) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """X, y (finite, in the network's dtype), epochs and the batch size (n for full batch)."""
     X, y = _check_Xy(mlp, X, y)
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise ValueError("X and y must be finite")
     epochs = nonneg_int(epochs, "epochs")
     n = X.shape[0]
-    bs = n if batch_size is None else min(_pos_int(batch_size, "batch_size"), n)
+    bs = n if batch_size is None else min(pos_int(batch_size, "batch_size"), n)
+    return X, y, epochs, bs
+
+
+def _train_loss(mlp: MLP, X: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((mlp.predict(X) - y) ** 2))
+
+
+def _adam_step(mlp: MLP, opt: Adam, X: np.ndarray, y: np.ndarray, epoch: int) -> float:
+    """One optimiser step on the batch (X, y); its loss before the step."""
+    with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below
+        loss, grads = loss_and_gradients(mlp, X, y)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+    opt.step(grads)
+    return loss
+
+
+def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | None = None,
+          weight_decay: float = 0.0, decoupled: bool = True, betas=(0.9, 0.999), eps: float = 1e-8,
+          seed: SeedLike = 0, snapshots: Sequence[float] = ()) -> TrainResult:
+    """Train ``mlp`` in place with Adam (:class:`simulations.optim.Adam`) on the mean squared error.
+
+    ``batch_size=None`` is full-batch gradient descent (one step per epoch); otherwise each epoch
+    visits a fresh random permutation of the rows (``stream(seed, "batch-order", epoch)``) in
+    batches of ``batch_size`` (the last one possibly smaller). ``snapshots``: epochs (fractions
+    allowed, rounded to the nearest step; 0 is the initialisation) at which a copy of the network
+    is kept.
+    """
+    X, y, epochs, bs = _check_training(mlp, X, y, epochs, batch_size)
+    n = X.shape[0]
     per_epoch = math.ceil(n / bs)
     keep = _snapshot_steps(snapshots, epochs, per_epoch)
     opt = Adam(mlp.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
@@ -206,19 +232,15 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     def maybe_snapshot():
         if keep and step == keep[0]:
             keep.pop(0)
-            snaps.append(Snapshot(step / per_epoch, step, mlp.copy(), float(np.mean((mlp.predict(X) - y) ** 2))))
+            snaps.append(Snapshot(step / per_epoch, step, mlp.copy(), _train_loss(mlp, X, y)))
 
     maybe_snapshot()
     for epoch in range(epochs):
-        order = np.arange(n) if bs == n else child_rng(seed, 1, epoch).permutation(n)
+        order = np.arange(n) if bs == n else stream(seed, "batch-order", epoch).permutation(n)
         total = 0.0
         for start in range(0, n, bs):
             idx = order[start:start + bs]
-            with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below
-                loss, grads = loss_and_gradients(mlp, X[idx] if bs < n else X, y[idx] if bs < n else y)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
-            opt.step(grads)
+            loss = _adam_step(mlp, opt, X[idx] if bs < n else X, y[idx] if bs < n else y, epoch)
             step += 1
             total += loss * len(idx)
             maybe_snapshot()
