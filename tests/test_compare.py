@@ -61,3 +61,23 @@ def test_tidy_csv_round_trip(tmp_path):
     assert rows[2]["n_seeds"] == "7" and rows[0]["y_err"] == ""
     summary = series_agreement(series)
     assert summary["overall"]["n_points"] == 1
+
+
+def test_seed_stack_statistics():
+    from asymptotics.compare import SeedStack
+
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((7, 3, 2))
+    s = SeedStack(v)
+    assert s.n == 7
+    np.testing.assert_allclose(s.mean, v.mean(axis=0))
+    np.testing.assert_allclose(s.std, v.std(axis=0, ddof=1))
+    np.testing.assert_allclose(s.sem, v.std(axis=0, ddof=1) / np.sqrt(7))
+    assert np.all(SeedStack(v[:1]).std == 0)  # one seed: no spread, not NaN
+    # the sweeper's layout results[i][s] (points × seeds) with dict results
+    res = [[{"e": float(i + 10 * s)} for s in range(4)] for i in range(3)]
+    st_ = SeedStack.of(res, "e", seed_axis=1)
+    assert st_.values.shape == (4, 3)
+    np.testing.assert_allclose(st_.mean, [15.0, 16.0, 17.0])
+    with pytest.raises(ValueError, match="at least one seed"):
+        SeedStack(np.empty((0, 2)))

@@ -137,3 +137,35 @@ def test_bad_arguments():
         run_sweep(ridge_task, points(), 1, experiment="t", scheduler="tcp://x:1")
     with pytest.raises(TypeError, match="module-level"):
         run_sweep(lambda p, s: 0, points(), 1, experiment="t")
+
+
+def _echo_seed(params, seed):
+    """A task that returns its first random numbers (module level: workers import it)."""
+    return np.random.default_rng(seed).integers(0, 2**62, size=3).tolist()
+
+
+def test_paired_fields_share_the_seed_and_the_rest_do_not():
+    pts = [{"d": d, "n": n} for d in (4, 8) for n in (10, 20, 30)]
+    res = run_sweep(_echo_seed, pts, 2, experiment="t", paired=("n",))
+    by = {(t.params["d"], t.params["n"], t.seed_index): r for t, r in zip(res.tasks, res.results)}
+    for d in (4, 8):
+        for s in (0, 1):
+            assert by[(d, 10, s)] == by[(d, 20, s)] == by[(d, 30, s)]  # one replica for every n of d
+    assert by[(4, 10, 0)] != by[(8, 10, 0)] and by[(4, 10, 0)] != by[(4, 10, 1)]
+    unpaired = run_sweep(_echo_seed, pts, 1, experiment="t")
+    assert unpaired.results[0] != unpaired.results[1]
+
+
+def test_sweep_config_validates_once_and_carries_everything():
+    from simulations.sweep import SweepConfig
+
+    cfg = SweepConfig(seeds=2, root_seed=3)
+    a = run_sweep(ridge_task, points((20,)), experiment="t", config=cfg)
+    b = run_sweep(ridge_task, points((20,)), 2, experiment="t", root_seed=3)
+    assert np.array_equal(as_array(a), as_array(b)) and len(a.results) == 2
+    for bad, match in (({"seeds": 0}, "seeds"), ({"root_seed": -1}, "seed"), ({"threads": 0}, "threads"),
+                       ({"workers": True}, "workers"), ({"backend": "x"}, "backend")):
+        with pytest.raises(ValueError, match=match):
+            SweepConfig(**bad)
+    with pytest.raises(TypeError, match="either config"):
+        run_sweep(ridge_task, points(), experiment="t", config=cfg, backend="serial")
