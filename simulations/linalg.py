@@ -144,41 +144,37 @@ def ridge_path(F, y, lams, method: str = "svd") -> RidgePath:
     lam = check_lams(lams)
     if method not in ("svd", "gram"):
         raise ValueError(f"method must be 'svd' or 'gram', got {method!r}")
+    return _svd_path(F, y, lam) if method == "svd" else _gram_path(F, y, lam)
+
+
+def _svd_path(F: np.ndarray, y: np.ndarray, lam: np.ndarray) -> RidgePath:
+    """:func:`ridge_path` by the thin SVD of F/√n (errors ~ ε·cond(F))."""
     n, p = F.shape
     sqrt_n = np.sqrt(n)
-
-    if method == "svd":
-        A = F / sqrt_n  # fresh array, may be overwritten by LAPACK
-        try:
-            U, s, Vt = scipy.linalg.svd(
-                A, full_matrices=False, check_finite=False, lapack_driver="gesdd"
-            )
-        except np.linalg.LinAlgError:  # gesdd occasionally fails to converge
-            U, s, Vt = scipy.linalg.svd(
-                F / sqrt_n, full_matrices=False, check_finite=False, lapack_driver="gesvd"
-            )
-        keep = s > max(n, p) * _EPS * (s[0] if s.size else 0.0)
-        yn = y / sqrt_n
-        c = U.T @ yn
-        if n <= p:
-            perp2 = 0.0  # U is square orthogonal: y lies in its span
-        else:
-            r = yn - U @ c
-            perp2 = float(r @ r)
-        inv, resid = spectral_filters(s**2, keep, lam)
-        theta = Vt.T @ ((s[:, None] * inv) * c[:, None])
-        train = perp2 + np.sum((c[:, None] * resid) ** 2, axis=0)
-        return RidgePath(lam, theta, np.maximum(train, 0.0), s, int(keep.sum()))
-
-    # method == "gram": eigendecomposition of the smaller Gram matrix, in float64.
-    if n >= p:
-        G = (F.T @ F) / n
-        ev, V = scipy.linalg.eigh(G, check_finite=False, driver="evd")  # divide and conquer: ~1.6x faster
-        ev, V = ev[::-1], V[:, ::-1]
+    try:
+        U, s, Vt = scipy.linalg.svd(F / sqrt_n, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+    except np.linalg.LinAlgError:  # gesdd occasionally fails to converge
+        U, s, Vt = scipy.linalg.svd(F / sqrt_n, full_matrices=False, check_finite=False, lapack_driver="gesvd")
+    keep = s > max(n, p) * _EPS * (s[0] if s.size else 0.0)
+    yn = y / sqrt_n
+    c = U.T @ yn
+    if n <= p:
+        perp2 = 0.0  # U is square orthogonal: y lies in its span
     else:
-        K = (F @ F.T) / n
-        ev, V = scipy.linalg.eigh(K, check_finite=False, driver="evd")
-        ev, V = ev[::-1], V[:, ::-1]
+        r = yn - U @ c
+        perp2 = float(r @ r)
+    inv, resid = spectral_filters(s**2, keep, lam)
+    theta = Vt.T @ ((s[:, None] * inv) * c[:, None])
+    train = perp2 + np.sum((c[:, None] * resid) ** 2, axis=0)
+    return RidgePath(lam, theta, np.maximum(train, 0.0), s, int(keep.sum()))
+
+
+def _gram_path(F: np.ndarray, y: np.ndarray, lam: np.ndarray) -> RidgePath:
+    """:func:`ridge_path` by ``eigh`` of the smaller Gram matrix, in float64 (errors ~ ε·cond(F)²)."""
+    n, p = F.shape
+    G = (F.T @ F) / n if n >= p else (F @ F.T) / n
+    ev, V = scipy.linalg.eigh(G, check_finite=False, driver="evd")  # divide and conquer: ~1.6x faster
+    ev, V = ev[::-1], V[:, ::-1]
     s2 = np.clip(ev, 0.0, None)
     keep = s2 > max(n, p) * _EPS * (s2[0] if s2.size else 0.0)
     inv, resid = spectral_filters(s2, keep, lam)
@@ -188,11 +184,10 @@ def ridge_path(F, y, lams, method: str = "svd") -> RidgePath:
         R = y[:, None] - F @ theta
         train = np.einsum("ij,ij->j", R, R) / n
     else:
-        c = V.T @ (y / sqrt_n)  # V is the (complete) eigenbasis U of F F^T/n
-        theta = F.T @ (V @ (inv * c[:, None])) / sqrt_n
+        c = V.T @ (y / np.sqrt(n))  # V is the (complete) eigenbasis U of F F^T/n
+        theta = F.T @ (V @ (inv * c[:, None])) / np.sqrt(n)
         train = np.sum((c[:, None] * resid) ** 2, axis=0)
     return RidgePath(lam, theta, np.maximum(train, 0.0), np.sqrt(s2), int(keep.sum()))
-
 
 
 def ridge_from_gram(G, g, lams, y2: float | None = None, *, n: int | None = None, method: str = "eigh"):
