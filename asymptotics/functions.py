@@ -68,7 +68,7 @@ from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
 __all__ = ["z", "Activation", "register", "get", "names", "hermite", "apply", "engine",
-           "kernel_folder", "multi_index_expression"]
+           "kernel_folder", "multi_index_expression", "multi_index_target", "TARGETS"]
 
 # Same choice as asymptotics._ridge_kernels: Numba's OpenMP layer keeps threads spinning after a
 # parallel region and starves BLAS on small machines; the workqueue layer does not.
@@ -573,3 +573,37 @@ def multi_index_expression(expr, what: str = "target") -> tuple[sympy.Expr, int]
         raise ValueError(f"{what}: {expr} is not finite")
     top = max((int(_H_INDEX.fullmatch(str(s)).group(1)) for s in expr.free_symbols), default=0)
     return expr, top
+
+
+#: Named multi-index targets of the giant-step figures (k = 2, committee factor 1/2), in h1, h2;
+#: see docs/theory/giant_step.md.
+TARGETS: dict[str, str] = {
+    # T1: sigma*_1 = sigma*_2 = He1 + He2/2 + He4/24 ("hermite1+2+4_norm")
+    "T1": "(h1 + (h1**2 - 1)/2 + (h1**4 - 6*h1**2 + 3)/24"
+          " + h2 + (h2**2 - 1)/2 + (h2**4 - 6*h2**2 + 3)/24)/2",
+    # T2: staircase, sigma*_1 = x + x^2, sigma*_2 = x - x^2
+    "T2": "((h1 + h1**2) + (h2 - h2**2))/2",
+    # T3: sigma*_1 = 4x + x^2, sigma*_2 = x ("stuck" example)
+    "T3": "((4*h1 + h1**2) + h2)/2",
+}
+
+
+def multi_index_target(target, k=None, what: str = "target", *, constant_k: int | None = 1) -> tuple[sympy.Expr, int]:
+    """The one parser of multi-index targets: ``(expression in h1..hk, k)``.
+
+    ``target``: a name of :data:`TARGETS`, or a string / sympy expression accepted by
+    :func:`multi_index_expression`. ``k`` (number of directions) defaults to the largest index
+    used; a larger k embeds the target in extra directions it ignores. A constant target takes
+    ``k = constant_k`` (``None``: a constant target needs an explicit k). ValueError naming
+    ``what`` or ``k``.
+    """
+    if isinstance(target, str):
+        target = TARGETS.get(target, target)
+    expr, top = multi_index_expression(target, what)
+    if k is None:
+        if top == 0 and constant_k is None:
+            raise ValueError(f"{what}: {expr} depends on no variable h1 ... hk; pass k to use a constant target")
+        k = top if top else constant_k
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < max(top, 1):
+        raise ValueError(f"k must be an integer >= {max(top, 1)} (the largest index in {what}), got {k!r}")
+    return expr, int(k)

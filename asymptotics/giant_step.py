@@ -1,7 +1,6 @@
 r"""Theory of two-layer networks after giant gradient steps (Dandi et al., JMLR 2024).
 
-Spec: ``specs/giant_step.md`` (section numbers below refer to it). Conventions (§0): inputs
-z ~ N(0, I_d), a multi-index target y = g(W* z) with orthonormal rows of W* (k×d), so that
+The equations are collected in ``docs/theory/giant_step.md``. Conventions: inputs z ~ N(0, I_d), a multi-index target y = g(W* z) with orthonormal rows of W* (k×d), so that
 h := W* z ~ N(0, I_k); probabilists' Hermite polynomials He_k.
 
 What this module computes
@@ -9,11 +8,11 @@ What this module computes
 :class:`MultiIndexTarget` — the Hermite analysis of g (a sympy expression in ``h1 … hk``):
 
 * ``mean()`` = E y, ``second_moment()`` = E y², ``variance()`` = Var y = E y² − (E y)²
-  (the "Var(y)" column of the §3c table; for centred targets Var y = E y²);
+  (for centred targets Var y = E y²);
 * ``first_order()`` = C1 = E[y h] (k-vector), ``second_order()`` = C2 = E[y (hhᵀ − I)],
   ``hermite_coefficient(alpha)`` = E[y He_α(h)] with He_α(h) = Π_i He_{α_i}(h_i);
 * ``conditional_variance(U)`` = Var E[y | U h];
-* ``plateau_error(U)`` (§3c): the best error of a readout that represents any function of the
+* ``plateau_error(U)``: the best error of a readout that represents any function of the
   learned coordinates s = U h plus a linear function of z,
 
       e(U) = Var y − Var E[y | s] − ‖P_U^⊥ C1‖²,     P_U^⊥ = I − UᵀU,
@@ -21,7 +20,7 @@ What this module computes
   and for ``U=None`` (only the linear part: "linear kernel") e = Var y − ‖C1‖². (Derivation: the
   class {f(s) + cᵀt} with t = V h the complementary coordinates is an orthogonal sum, because t
   is independent of s and centred; the projection of y on it is E[y|s] + E[y t]ᵀ t.)
-* ``staircase(steps)`` (§3b): the leap-1 rule for fresh batches of size n = Θ(d), η = Θ(p).
+* ``staircase(steps)``: the leap-1 rule for fresh batches of size n = Θ(d), η = Θ(p).
   Starting from U_0 = {0}, a unit vector v ⊥ U_t is learned at step t+1 iff
   E[g(h) (v·h) q(U_t h)] ≠ 0 for some function q. The span of all such couplings is the range
   of the PSD matrix
@@ -32,7 +31,8 @@ What this module computes
   direction, and nothing if C1 = 0. Eigenvalues of M_t are at most E y² (Cauchy–Schwarz); a
   direction counts as learned when its eigenvalue exceeds ``tol · E y²``.
 
-:func:`one_step_cosine` — the one-step overlap of §3a (with the E[y]·μ2 correction, see there).
+:func:`one_step_cosine` — the one-step cosine of a first-layer row with span(W*) (with the E[y]·μ2
+correction, see there).
 
 How numbers are obtained
 ------------------------
@@ -62,6 +62,7 @@ from numpy.polynomial.hermite_e import hermegauss
 
 from . import functions, gaussian
 from .functions import z
+from .validation import choice
 
 __all__ = ["MultiIndexTarget", "one_step_cosine", "activation_constants"]
 
@@ -82,18 +83,10 @@ def _x(i: int) -> sympy.Symbol:
 # Parsing
 # --------------------------------------------------------------------------------------------
 def _parse_target(expr, k):
+    """(expression in h1..hk, k) by the one parser :func:`asymptotics.functions.multi_index_target`."""
     if isinstance(expr, MultiIndexTarget):
         expr = expr.expr
-    expr, top = functions.multi_index_expression(expr, "expr")
-    if k is None:
-        if top == 0:
-            raise ValueError(f"expr: {expr} depends on no variable h1 ... hk; pass k to use a "
-                             "constant target")
-        k = top
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < max(top, 1):
-        raise ValueError(f"k must be an integer >= {max(top, 1)} (the largest index in expr), "
-                         f"got {k!r}")
-    return expr, int(k)
+    return functions.multi_index_target(expr, k, "expr", constant_k=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,14 +307,15 @@ def _as_output(value, exact: bool):
 # Multi-index targets
 # --------------------------------------------------------------------------------------------
 class MultiIndexTarget:
-    """A multi-index target y = g(h), h = W* z ~ N(0, I_k) (spec §0, §1).
+    """A multi-index target y = g(h), h = W* z ~ N(0, I_k).
 
     Parameters
     ----------
     expr : sympy expression or string in the variables ``h1 … hk``, e.g. ``"erf(h1) + h1*h2"``,
         ``"(h1 + h1**2 + h2 - h2**2)/2"``, ``"relu(h1)"``, ``"hermite_prob(3, h2)"``. Sympy
         functions and the registered activations of :mod:`asymptotics.functions` (by name:
-        ``relu``, ``tanh``, ``he3``, …) are allowed.
+        ``relu``, ``tanh``, ``he3``, …) are allowed, and the names of
+        :data:`asymptotics.functions.TARGETS` (``"T1"``, ``"T2"``, ``"T3"``).
     k : number of directions (default: the largest index in ``expr``); a larger k embeds the
         target in more directions (on which it does not depend).
 
@@ -392,11 +386,11 @@ class MultiIndexTarget:
         return _as_output(self._moments()[0], exact)
 
     def second_moment(self, exact: bool = False):
-        """E y² (the quantity in the noise terms of §3a)."""
+        """E y² (the quantity in the noise term of the one-step cosine)."""
         return _as_output(self._moments()[1], exact)
 
     def variance(self, exact: bool = False):
-        """Var y = E y² − (E y)² (the "Var(y)" column of spec §3c; equals E y² for centred y)."""
+        """Var y = E y² − (E y)² (equals E y² for centred y)."""
         mean, second, _ = self._moments()
         return _as_output(sympy.expand(second - mean ** 2), exact)
 
@@ -473,7 +467,7 @@ class MultiIndexTarget:
                           exact)
 
     def plateau_error(self, U=None, exact: bool = False):
-        """Best error of a readout knowing the learned subspace (spec §3c).
+        """Best error of a readout knowing the learned subspace (module docstring).
 
         e(U) = Var y − Var E[y | U h] − ‖(I − UᵀU) C1‖², U with orthonormal rows (r×k) in
         h-coordinates. ``U=None`` (or r = 0): the linear part only, e = Var y − ‖C1‖².
@@ -502,7 +496,7 @@ class MultiIndexTarget:
         return _as_output(value, True)
 
     def coupling_matrix(self, U=None) -> np.ndarray:
-        """M = E_s[m(s) m(s)ᵀ], m(s) = E[y P_U^⊥ h | U h = s] (k×k, h-coordinates; spec §3b).
+        """M = E_s[m(s) m(s)ᵀ], m(s) = E[y P_U^⊥ h | U h = s] (k×k, h-coordinates; leap-1 rule).
         Its range is what the next step learns under the leap-1 rule (M = C1 C1ᵀ for U=None)."""
         if U is None:
             U = np.zeros((0, self.k))
@@ -523,7 +517,7 @@ class MultiIndexTarget:
 
     def staircase(self, steps: int, tol: float = 1e-10) -> list[np.ndarray]:
         """Orthonormal bases (rows, h-coordinates) of the subspaces U_1, …, U_steps learned
-        after 1, …, steps giant steps with n = Θ(d), η = Θ(p) under the leap-1 rule (spec §3b):
+        after 1, …, steps giant steps with n = Θ(d), η = Θ(p) under the leap-1 rule:
         U_{t+1} = U_t ⊕ range(M_t), M_t = :meth:`coupling_matrix` (U_t); eigen-directions with
         eigenvalue ≤ ``tol`` · E y² count as not coupled. Raising ``tol`` treats weak couplings
         as absent (e.g. T3's 4/17·u·ū term has relative strength (4/17)²/E y² ≈ 0.011).
@@ -566,30 +560,9 @@ def activation_constants(activation) -> dict:
             "E_dsigma2": e_dsq}
 
 
-def one_step_cosine(activation, target, alpha, eta_tilde, *, a_init: str = "pm1"):
-    r"""Predicted cosine of a first-layer row with span(W*) after one giant step (spec §3a).
-
-    Setting: rows of W0 of unit norm, one full-batch step on n = α d fresh samples, η = η̃ p,
-    second layer a fixed at ±1/√p (``a_init="pm1"``, default), or +1/√p (``"ones"``, the
-    companion paper's choice), proportional limit n, d, p → ∞. The row after the step is
-
-        w¹ = w⁰ (1 + ε η̃ μ2 E[y]) + ε η̃ μ1 v* + noise,   ‖noise‖² = η̃² E[y²] E[σ'(ξ)²]/α,
-
-    with ε = sign(a_j), v* = W*ᵀC1, μ1 = E σ'(ξ), μ2 = E[σ He2] (= E σ''), so
-
-        cos = η̃ |μ1| ‖C1‖ / √((1 + ε η̃ μ2 E[y])² + η̃² (μ1²‖C1‖² + E[y²] E[σ'²]/α)),
-
-    averaged over ε = ±1 for ``pm1``. For E[y]·μ2 = 0 this is exactly the spec's formula
-    (companion (c, r, γ) form: cos = γ r / √(c + r²)). The w⁰-term comes from Stein's lemma
-    along w: E[y σ'(w·z) z] = μ1 v* + μ2 E[y] w + O(1/√d); the spec drops it by assuming a
-    centred target. (Check: η̃ → ∞ with the term gives the T3 gradient-row cosine 0.5431 at
-    α = 1, ReLU — simulation 0.542 — vs 0.5461 without it.)
-
-    The O(√(k/d)) random initial overlap is absent (it vanishes in the limit). α = 0 gives 0,
-    α = ∞ the noiseless limit. ``alpha`` and ``eta_tilde`` broadcast (arrays in, array out).
-    """
-    if a_init not in ("pm1", "ones"):
-        raise ValueError(f"a_init must be 'pm1' or 'ones', got {a_init!r}")
+def _cosine_arguments(target, alpha, eta_tilde, a_init):
+    """Checked (MultiIndexTarget, alpha array, eta_tilde array) of :func:`one_step_cosine`."""
+    choice(a_init, "a_init", ("pm1", "ones"))
     if not isinstance(target, MultiIndexTarget):
         target = MultiIndexTarget(target)
     try:
@@ -604,6 +577,32 @@ def one_step_cosine(activation, target, alpha, eta_tilde, *, a_init: str = "pm1"
         raise ValueError(f"alpha must be >= 0 (alpha = n/d), got {alpha!r}")
     if np.any(~np.isfinite(eta_a)) or np.any(eta_a < 0):
         raise ValueError(f"eta_tilde must be finite and >= 0 (η = η̃ p), got {eta_tilde!r}")
+    return target, alpha_a, eta_a
+
+
+def one_step_cosine(activation, target, alpha, eta_tilde, *, a_init: str = "pm1"):
+    r"""Predicted cosine of a first-layer row with span(W*) after one giant step.
+
+    Setting: rows of W0 of unit norm, one full-batch step on n = α d fresh samples, η = η̃ p,
+    second layer a fixed at ±1/√p (``a_init="pm1"``, default), or +1/√p (``"ones"``, the
+    companion paper's choice), proportional limit n, d, p → ∞. The row after the step is
+
+        w¹ = w⁰ (1 + ε η̃ μ2 E[y]) + ε η̃ μ1 v* + noise,   ‖noise‖² = η̃² E[y²] E[σ'(ξ)²]/α,
+
+    with ε = sign(a_j), v* = W*ᵀC1, μ1 = E σ'(ξ), μ2 = E[σ He2] (= E σ''), so
+
+        cos = η̃ |μ1| ‖C1‖ / √((1 + ε η̃ μ2 E[y])² + η̃² (μ1²‖C1‖² + E[y²] E[σ'²]/α)),
+
+    averaged over ε = ±1 for ``pm1``. For E[y]·μ2 = 0 this is the formula of the paper
+    (arXiv:2305.18270; companion (c, r, γ) form of arXiv:2402.04980: cos = γ r / √(c + r²)). The w⁰-term comes from Stein's lemma
+    along w: E[y σ'(w·z) z] = μ1 v* + μ2 E[y] w + O(1/√d); the paper's formula drops it by
+    assuming a centred target. (Check: η̃ → ∞ with the term gives the T3 gradient-row cosine 0.5431 at
+    α = 1, ReLU — simulation 0.542 — vs 0.5461 without it.)
+
+    The O(√(k/d)) random initial overlap is absent (it vanishes in the limit). α = 0 gives 0,
+    α = ∞ the noiseless limit. ``alpha`` and ``eta_tilde`` broadcast (arrays in, array out).
+    """
+    target, alpha_a, eta_a = _cosine_arguments(target, alpha, eta_tilde, a_init)
     const = activation_constants(activation)
     mu1, mu2, e_dsq = const["mu1"], const["mu2"], const["E_dsigma2"]
     c1 = float(np.linalg.norm(target.first_order()))

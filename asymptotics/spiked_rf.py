@@ -1,7 +1,9 @@
 r"""Exact asymptotic test error of ridge after one giant step: spiked random features.
 
-Spec: ``specs/giant_step.md`` §3d (companion paper: Cui, Pesce, Dandi, Krzakala, Lu, Zdeborová,
-Loureiro, ICML 2024, arXiv 2402.04980), §0 for the conventions, §3a for (c, r, γ).
+From "Asymptotics of feature learning in two-layer networks after one gradient-step" (Cui, Pesce,
+Dandi, Krzakala, Lu, Zdeborová, Loureiro, ICML 2024, arXiv:2402.04980), the companion of "How
+Two-Layer Neural Networks Learn, One (Giant) Step at a Time" (arXiv:2305.18270). The equations are
+collected in ``docs/theory/giant_step.md``.
 
 Setting
 -------
@@ -10,17 +12,15 @@ f(z) = aᵀσ(Wz)/√p, rows of W0 of unit norm, a0 = +1/√p (``a_init="ones"``
 gradient step on the first layer with n0 = α0 d fresh samples and η = η̃ p, then a ridge readout
 on n = α d fresh samples, then the test error E (y − ŷ)² (no 1/2).
 
-Ridge conventions. The equations take the paper's λ_P:
-w = argmin ‖y − Xw/√p‖² + λ_P‖w‖², X = σ(ZWᵀ). This project's readout
-θ̂ = (FᵀF/n + λI)⁻¹Fᵀy/n with F = σ(ZWᵀ) gives the same predictions iff
+Ridge convention. :func:`one_step_ridge_error` takes the project's λ, the readout
+θ̂ = (FᵀF/n + λI)⁻¹Fᵀy/n with F = σ(ZWᵀ), scalar or one value per point of the α grid. The
+paper writes w = argmin ‖y − Xw/√p‖² + λ_P‖w‖², X = σ(ZWᵀ), which gives the same predictions iff
+λ = λ_P p/n; experiments convert with :func:`asymptotics.conventions.lam_from_scaled_features`
+(a λ_P constant along the grid, as in the companion, is λ = λ_P (p/d)/α). In the equations below
+the penalty appears as λ_P = λ α_eff.
 
-    λ = λ_P · p / n            (:func:`lam_to_project`, :func:`lam_to_paper`).
-
-:func:`one_step_ridge_error` takes ``lam_paper`` (λ_P, constant along the α grid, as the
-companion) or ``lam`` (project λ, constant along the grid; then λ_P = λ n/p varies with α).
-
-Equivalent model (c, r, γ) (spec §3a/§3d)
------------------------------------------
+Equivalent model (c, r, γ)
+--------------------------
 With μ1 = E[ξσ(ξ)], v' = Var σ'(ξ), μ1* = E[ξσ*(ξ)], m* = E σ*(ξ)², ξ ~ N(0, 1):
 
     c = 1 + η̃² m* v'/α0,   r = η̃ μ1 √(m*/α0 + μ1*²),   γ = μ1*/√(m*/α0 + μ1*²),   ρ = √(1 − γ²);
@@ -28,7 +28,7 @@ With μ1 = E[ξσ(ξ)], v' = Var σ'(ξ), μ1* = E[ξσ*(ξ)], m* = E σ*(ξ)²,
 α0 = 0 means "no step": c = 1, r = 0, γ = 0 (plain random features). The features after the
 step are x_j(z) = σ(r κ + √c ξ_j) with κ = v̂·z the spike coordinate and ξ_j = w0_j·Πz (Π
 projects out v̂); the teacher is y = σ*(γκ + ρκ⊥). (The formula assumes a centred residual at
-initialisation: E[y] − μ0(σ) and the μ2(σ)-term of §3a are neglected; a warning is issued when
+initialisation: E[y] − μ0(σ) and the μ2(σ)E[y]-term of the one-step cosine are neglected; a warning is issued when
 μ2(σ)·(E y − E σ) ≠ 0.)
 
 Conditional Gaussian equivalence given κ = k (E over ξ ~ N(0, 1), ``inner_nodes``-point
@@ -110,7 +110,7 @@ import numpy as np
 import sympy
 from scipy.special import roots_jacobi
 
-from . import functions, gaussian
+from . import conventions, functions, gaussian
 from .functions import z
 from .giant_step import MultiIndexTarget, activation_constants
 
@@ -130,13 +130,17 @@ class SpikedRFWarning(RuntimeWarning):
 # λ conventions
 # --------------------------------------------------------------------------------------------
 def lam_to_project(lam_paper, p, n):
-    """Project ridge λ (θ = (FᵀF/n + λI)⁻¹Fᵀy/n) from the paper's λ_P: λ = λ_P p/n."""
-    return np.asarray(lam_paper, dtype=float) * p / np.asarray(n, dtype=float)
+    """Deprecated: :func:`asymptotics.conventions.lam_from_scaled_features` (λ = λ_P p/n)."""
+    warnings.warn("asymptotics.spiked_rf.lam_to_project is deprecated: use "
+                  "asymptotics.conventions.lam_from_scaled_features", DeprecationWarning, stacklevel=2)
+    return np.asarray(conventions.lam_from_scaled_features(lam_paper, p, n), dtype=float)
 
 
 def lam_to_paper(lam, p, n):
-    """The paper's λ_P (‖y − Xw/√p‖² + λ_P‖w‖²) from the project's λ: λ_P = λ n/p."""
-    return np.asarray(lam, dtype=float) * np.asarray(n, dtype=float) / p
+    """Deprecated: :func:`asymptotics.conventions.lam_to_scaled_features` (λ_P = λ n/p)."""
+    warnings.warn("asymptotics.spiked_rf.lam_to_paper is deprecated: use "
+                  "asymptotics.conventions.lam_to_scaled_features", DeprecationWarning, stacklevel=2)
+    return np.asarray(conventions.lam_to_scaled_features(lam, p, n), dtype=float)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ class SpikedRFParameters:
 
 
 def spiked_parameters(activation, target, alpha0: float, eta_tilde: float) -> SpikedRFParameters:
-    """(c, r, γ) of spec §3d: c = 1 + η̃² m* v'/α0, r = η̃ μ1 √(m*/α0 + μ1*²),
+    """(c, r, γ) of the equivalent spiked model: c = 1 + η̃² m* v'/α0, r = η̃ μ1 √(m*/α0 + μ1*²),
     γ = μ1*/√(m*/α0 + μ1*²); α0 = 0 gives (1, 0, 0) (no step). Scalars from
     :func:`asymptotics.giant_step.activation_constants` and :class:`MultiIndexTarget`."""
     alpha0, eta_tilde = float(alpha0), float(eta_tilde)
@@ -269,7 +273,7 @@ class SpectralInputs:
 
 def spectral_inputs(c: float, *, spectrum: str = "draw", d: int = 2000, p_over_d: float = 1.0,
                     seed: int = 58, alpha0: float = 1.0, mp_nodes: int = 2000) -> SpectralInputs:
-    """D, F, H of spec §3d for W = √c W0 (see the module docstring for both sources)."""
+    """D, F, H of the fixed-point equations for W = √c W0 (see the module docstring for both sources)."""
     if spectrum == "draw":
         d = int(d)
         p = int(round(p_over_d * d))
@@ -310,8 +314,8 @@ def _coefficients(act, target_fn, par: SpikedRFParameters, outer: int, inner: in
 class SpikedRFResult:
     """Solution on the α grid (arrays of the grid's shape, in the order given).
 
-    ``alpha`` = n/d of the readout batch; ``lam_paper`` = λ_P used at each point and ``lam`` the
-    equivalent project λ = λ_P p/n. Order parameters q1, q2, V1, V2, theta, psi, m and their
+    ``alpha`` = n/d of the readout batch; ``lam`` the project λ at each point and ``lam_paper``
+    = λ α_eff, the penalty as it enters the equations (= the paper's λ_P = λ n/p). Order parameters q1, q2, V1, V2, theta, psi, m and their
     conjugates (``hats`` dict: qhat1, qhat2, Vhat1, Vhat2, thetahat, psihat).
     """
 
@@ -390,7 +394,8 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
                          inner_nodes: int = 19, outer_nodes: int = 120, mp_nodes: int = 2000,
                          damping: float = 0.5, tol: float = 1e-8, max_iter: int = 20000,
                          init=None) -> SpikedRFResult:
-    r"""Asymptotic test error of the ridge readout after one giant step (spec §3d).
+    r"""Asymptotic test error of the ridge readout after one giant step (module docstring;
+    equations in ``docs/theory/giant_step.md``).
 
     Parameters
     ----------
@@ -402,9 +407,11 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
     eta_tilde : η̃ = η/p.
     alpha : n/d of the readout batch (scalar or array; solved in increasing order, each point
         warm-started from the previous one).
-    lam_paper : the paper's λ_P (``‖y − Xw/√p‖² + λ_P‖w‖²``), scalar or array like ``alpha``.
-    lam : alternatively the project's λ (θ = (FᵀF/n + λI)⁻¹Fᵀy/n, F = σ(ZWᵀ)); converted per
-        point by λ_P = λ n/p = λ α/(p/d). Give exactly one of ``lam_paper`` and ``lam``.
+    lam : the project's ridge λ (θ = (FᵀF/n + λI)⁻¹Fᵀy/n, F = σ(ZWᵀ)), scalar or an array like
+        ``alpha`` (a penalty constant in the paper's λ_P varies along the grid: λ = λ_P (p/d)/α,
+        :func:`asymptotics.conventions.lam_from_scaled_features`). The equations use λ α_eff.
+    lam_paper : deprecated alias (the paper's λ_P, converted by
+        :func:`asymptotics.conventions.lam_from_scaled_features`); give exactly one of the two.
     p_over_d : p/d (the hat equations use α_eff = n/p = α/(p/d)).
     spectrum : ``"draw"`` (one finite draw of size d, p = round(p_over_d·d), ``seed``; the
         companion's legacy ``RandomState`` order) or ``"mp"`` (deterministic p, d → ∞ limit).
@@ -419,6 +426,39 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
     """
     act = functions.get(activation)
     mt, _ = _target(target)
+    alpha_in, p_over_d, lams = _check_grid(alpha, p_over_d, lam, lam_paper)
+    if not 0 <= damping < 1:
+        raise ValueError(f"damping must be in [0, 1), got {damping}")
+    if not (tol > 0 and int(max_iter) >= 1):
+        raise ValueError("tol must be > 0 and max_iter >= 1")
+    par = spiked_parameters(act, mt, alpha0, eta_tilde)
+    const = activation_constants(act)
+    if float(alpha0) > 0 and abs(const["mu2"] * (float(mt.mean()) - const["mu0"])) > 1e-12:
+        warnings.warn("μ2(σ)·(E y − E σ) ≠ 0: the equivalent model (c, r, γ) neglects this term "
+                      "(centred residual assumed)", SpikedRFWarning, stacklevel=2)
+    S_in = spectral_inputs(par.c, spectrum=spectrum, d=d, p_over_d=p_over_d, seed=seed,
+                           alpha0=float(alpha0), mp_nodes=mp_nodes)
+    g = mt.numpy
+    co = _coefficients(act, lambda x: g(x[..., None]), par, int(outer_nodes), int(inner_nodes))
+    a_flat = alpha_in.reshape(-1)
+    sol = _solve_grid(a_flat / p_over_d, lams, S_in, co, _INIT if init is None else init,
+                      damping=damping, tol=tol, max_iter=int(max_iter), alphas=a_flat)
+
+    def sh(a):
+        return a.reshape(alpha_in.shape)
+
+    out, hats, err, conv, its, pen = sol
+    names = ("qhat1", "qhat2", "Vhat1", "Vhat2", "thetahat", "psihat")
+    return SpikedRFResult(
+        alpha=sh(a_flat.copy()), lam_paper=sh(pen), lam=sh(lams.copy()),
+        test_error=sh(err), **{nm: sh(out[:, j].copy()) for j, nm in enumerate(_NAMES)},
+        hats={nm: sh(hats[:, j].copy()) for j, nm in enumerate(names)},
+        converged=sh(conv), iterations=sh(its), c=par.c, r=par.r, gamma=par.gamma,
+        rho=par.rho, p_over_d=p_over_d, spectrum=S_in.kind)
+
+
+def _check_grid(alpha, p_over_d, lam, lam_paper):
+    """(α array, p/d, project λ per point (flat)) of :func:`one_step_ridge_error`."""
     alpha_in = np.asarray(alpha, dtype=float)
     a_flat = alpha_in.reshape(-1)
     if a_flat.size == 0 or not np.all(np.isfinite(a_flat)) or np.any(a_flat <= 0):
@@ -427,58 +467,42 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
     if not (math.isfinite(p_over_d) and p_over_d > 0):
         raise ValueError(f"p_over_d must be > 0, got {p_over_d}")
     if (lam_paper is None) == (lam is None):
-        raise ValueError("give exactly one of lam_paper (the paper's λ_P) and lam (project λ)")
+        raise ValueError("give exactly one of lam (project λ) and lam_paper (deprecated: the paper's λ_P)")
     if lam_paper is not None:
-        lp = np.broadcast_to(np.asarray(lam_paper, dtype=float), alpha_in.shape).reshape(-1)
-    else:
-        lp = np.broadcast_to(np.asarray(lam, dtype=float), alpha_in.shape).reshape(-1)
-        lp = lp * a_flat / p_over_d
-    if not np.all(np.isfinite(lp)) or np.any(lp <= 0):
+        warnings.warn("one_step_ridge_error(lam_paper=...) is deprecated: pass the project's lam "
+                      "(asymptotics.conventions.lam_from_scaled_features(lam_paper, p, n))",
+                      DeprecationWarning, stacklevel=3)
+        lp = np.asarray(lam_paper, dtype=float)
+        if not np.all(np.isfinite(lp)) or np.any(lp <= 0):
+            raise ValueError("the ridge penalty must be finite and > 0")
+        lam = conventions.lam_from_scaled_features(lp, p_over_d, alpha_in)
+    lams = np.broadcast_to(np.asarray(lam, dtype=float), alpha_in.shape).reshape(-1).copy()
+    if not np.all(np.isfinite(lams)) or np.any(lams <= 0):
         raise ValueError("the ridge penalty must be finite and > 0")
-    if not 0 <= damping < 1:
-        raise ValueError(f"damping must be in [0, 1), got {damping}")
-    if not (tol > 0 and int(max_iter) >= 1):
-        raise ValueError("tol must be > 0 and max_iter >= 1")
+    return alpha_in, p_over_d, lams
 
-    par = spiked_parameters(act, mt, alpha0, eta_tilde)
-    const = activation_constants(act)
-    if float(alpha0) > 0 and abs(const["mu2"] * (float(mt.mean()) - const["mu0"])) > 1e-12:
-        warnings.warn("μ2(σ)·(E y − E σ) ≠ 0: the (c, r, γ) of spec §3a neglect this term "
-                      "(centred residual assumed)", SpikedRFWarning, stacklevel=2)
-    S_in = spectral_inputs(par.c, spectrum=spectrum, d=d, p_over_d=p_over_d, seed=seed,
-                           alpha0=float(alpha0), mp_nodes=mp_nodes)
-    g = mt.numpy
-    co = _coefficients(act, lambda x: g(x[..., None]), par, int(outer_nodes), int(inner_nodes))
 
-    order = np.argsort(a_flat, kind="stable")
-    out = np.zeros((a_flat.size, 7))
-    hats = np.zeros((a_flat.size, 6))
-    err = np.zeros(a_flat.size)
-    conv = np.zeros(a_flat.size, dtype=bool)
-    its = np.zeros(a_flat.size, dtype=int)
-    x = np.array(_INIT if init is None else init, dtype=float)
+def _solve_grid(a_eff, lams, S_in, co, init, *, damping, tol, max_iter, alphas):
+    """The fixed point at every point of the grid, in increasing α, warm-started; the penalty
+    entering the equations is λ α_eff (= the paper's λ_P). Returns (order parameters (N, 7),
+    hats (N, 6), test errors, converged, iterations, λ α_eff)."""
+    pen = lams * a_eff
+    order = np.argsort(alphas, kind="stable")
+    out = np.zeros((alphas.size, 7))
+    hats = np.zeros((alphas.size, 6))
+    err = np.zeros(alphas.size)
+    conv = np.zeros(alphas.size, dtype=bool)
+    its = np.zeros(alphas.size, dtype=int)
+    x = np.array(init, dtype=float)
     for i in order:
-        xi, hi, ok, it = _solve_point(a_flat[i] / p_over_d, lp[i], S_in, co, x,
-                                      damping=damping, tol=tol, max_iter=int(max_iter))
+        xi, hi, ok, it = _solve_point(a_eff[i], pen[i], S_in, co, x,
+                                      damping=damping, tol=tol, max_iter=max_iter)
         out[i], hats[i], conv[i], its[i] = xi, hi, ok, it
         err[i] = _test_error(xi, co)
         if ok:
             x = xi                                    # warm start
         else:
-            warnings.warn(f"spiked RF fixed point did not converge at alpha = {a_flat[i]:.4g} "
-                          f"(λ_P = {lp[i]:.4g}) after {it} iterations; values are the last "
-                          "finite iterate", SpikedRFWarning, stacklevel=2)
-
-    shape = alpha_in.shape
-
-    def sh(a):
-        return a.reshape(shape)
-
-    names = ("qhat1", "qhat2", "Vhat1", "Vhat2", "thetahat", "psihat")
-    p = p_over_d  # λ = λ_P p/n = λ_P (p/d)/α
-    return SpikedRFResult(
-        alpha=sh(a_flat.copy()), lam_paper=sh(lp.copy()), lam=sh(lp * p / a_flat),
-        test_error=sh(err), **{nm: sh(out[:, j].copy()) for j, nm in enumerate(_NAMES)},
-        hats={nm: sh(hats[:, j].copy()) for j, nm in enumerate(names)},
-        converged=sh(conv), iterations=sh(its), c=par.c, r=par.r, gamma=par.gamma,
-        rho=par.rho, p_over_d=p_over_d, spectrum=S_in.kind)
+            warnings.warn(f"spiked RF fixed point did not converge at alpha = {alphas[i]:.4g} "
+                          f"(λ = {lams[i]:.4g}) after {it} iterations; values are the last "
+                          "finite iterate", SpikedRFWarning, stacklevel=3)
+    return out, hats, err, conv, its, pen
