@@ -1,37 +1,40 @@
 r"""Hierarchical polynomials h = C_d p^3 learned by a three-layer network (layer-wise / Adam).
 
-Model (Wang, Nichani, Lee, ICLR 2024; spec ``specs/hierarchical_polynomials.md`` §1-§4, §6)
--------------------------------------------------------------------------------------------
+Model (Wang, Nichani, Lee, "Learning Hierarchical Polynomials with Three-Layer Neural Networks",
+arXiv:2311.13774; equations and conventions in ``docs/theory/hierarchical.md``)
+---------------------------------------------------------------------------------------------
 * Inputs x ~ N(0, I_d) (rows). Target h(x) = C_d p(x)^3 with p(x) = Σ_i λ_i He3(x_i),
   λ_i uniform ±1 (drawn once per seed), He3 = z^3 − 3z and
   C_d = (3240 d^3 + 291600 d^2 + 11314080 d)^{-1/2} (E h^2 = 1; h does not depend on the
   convention for p, see :mod:`asymptotics.hierarchical`, which computes C_d exactly).
-* Network (§2; the exact form is a reconstruction [recon]), with width multipliers α1, α2::
+* Network (a reconstruction of the paper's network: skip connection and a scalar bottleneck),
+  with width multipliers α1, α2::
 
       z_j = v_j·x + s_j,   g(x) = α1 Σ_j u_j z_j^3,   f(x) = g(x) + α2 Σ_i c_i ReLU(a_i g(x) + b_i)
 
   ``mup=True`` (Adam default): α1 = 1/m1, α2 = 1/m2 (μP; one learning rate for all tensors);
   ``mup=False`` (layer-wise default): α1 = α2 = 1.
-* Initialisation (§2 [recon]/[default], options of :func:`init_network`): u = c = 0; v_j uniform
-  on the sphere of radius 1/√2 (``v_init="sphere"``; ``"gauss"``: N(0, I/(2d))); s_j ~ N(0, 1/2);
-  a_i uniform ±1; b_i ~ ``bias``: "t" (Student t_ν, ν = ``bias_df`` = 10, the heavy-tailed
-  default), "normal", or "unif" (U[−1, 1]); times ``bias_scale``. The layer-wise algorithm
-  rescales b after stage 1: b_i = std_{D1}(ĝ) t_ν ("t"), or U[−B, B] with B = max_{D1}|ĝ|
-  ("unif").
+* Initialisation (options of :func:`init_network`): u = c = 0; v_j uniform on the sphere of
+  radius 1/√2 (``v_init="sphere"``; ``"gauss"``: N(0, I/(2d))); s_j ~ N(0, 1/2); a_i uniform ±1;
+  b_i ~ ``bias``: "t" (Student t_ν, ν = ``bias_df`` = 10, the heavy-tailed default), "normal",
+  or "unif" (U[−1, 1]); times ``bias_scale``. The layer-wise algorithm rescales b after
+  stage 1: b_i = std_{D1}(ĝ) t_ν ("t"), or U[−B, B] with B = max_{D1}|ĝ| ("unif").
 
-:func:`layerwise` — Algorithm 1 (§3): V, s, a, b frozen. Stage 1 on D1 (n1 rows): with
-Φ = (X Vᵀ + s)^3, u = (ΦᵀΦ/n1 + ξ1 I)^{-1} Φᵀy/n1 (closed form, Cholesky; ``stage1="gd"``: T1
-steps of GD on L1(u) = ‖y − Φu‖^2/(2 n1) + ξ1‖u‖^2/2 from u = 0, step η1, default
-1/λ_max(ΦᵀΦ/n1 + ξ1)). Default ξ1 = ``xi1_rel`` tr(ΦᵀΦ/n1)/m1 with xi1_rel = 1e-6 (spec §7.1)
-unless ``xi1`` is given. Stage 2 on D2 (n2 rows) with ĝ frozen: Ψ = ReLU(ĝ aᵀ + 1bᵀ),
+:func:`layerwise` — Algorithm 1 of the paper: V, s, a, b frozen. Stage 1 on D1 (n1 rows): with
+Φ = (X Vᵀ + s)^3, u = (ΦᵀΦ/n1 + ξ1 I)^{-1} Φᵀy/n1 (closed form, Cholesky, by
+:func:`simulations.linalg.ridge_from_gram`; ``stage1="gd"``: T1 steps of GD on
+L1(u) = ‖y − Φu‖^2/(2 n1) + ξ1‖u‖^2/2 from u = 0, step η1, default 1/λ_max(ΦᵀΦ/n1 + ξ1)).
+Default ξ1 = ``xi1_rel`` tr(ΦᵀΦ/n1)/m1 with xi1_rel = 1e-6 (a relative ridge) unless ``xi1`` is
+given. Stage 2 on D2 (n2 rows) with ĝ frozen: Ψ = ReLU(ĝ aᵀ + 1bᵀ),
 c = (ΨᵀΨ/n2 + ξ2 I)^{-1} Ψᵀ(y − ĝ)/n2 (or GD, ``stage2="gd"``), ξ2 likewise relative.
 
-:func:`train_adam` — all of (V, s, u, a, b, c) trained jointly by Adam (β = 0.9, 0.999,
-ε = 1e-8, same η on every tensor, μP multipliers) on L = (1/2n) Σ (f − y)^2, full batch
-(default for n ≤ 2^15) or mini-batches (default 2^13, reshuffled each epoch), cosine decay of η
-to 0 over ``max_steps`` (``schedule="constant"`` to switch off). Stops when the monitored train
-loss (per step, or the epoch mean with mini-batches) has not gone below (1 − rel_tol) times its
-value at the last improvement for ``patience`` steps, or after ``max_steps`` steps.
+:func:`train_adam` — all of (V, s, u, a, b, c) trained jointly by Adam
+(:class:`simulations.optim.Adam`, β = 0.9, 0.999, ε = 1e-8, same η on every tensor, μP
+multipliers) on L = (1/2n) Σ (f − y)^2, full batch (default for n ≤ 2^15) or mini-batches
+(default 2^13, reshuffled each epoch), cosine decay η_t = η (1 + cos(π t/T))/2 to 0 over
+T = ``max_steps`` (``schedule="constant"`` to switch off). Stops when the monitored train loss
+(per step, or the epoch mean with mini-batches) has not gone below (1 − rel_tol) times its value
+at the last improvement for ``patience`` steps, or after ``max_steps`` steps.
 
 Gradients (per row block, e = (f − y)/n, A = 1[g aᵀ + b > 0], R = ReLU(g aᵀ + b))::
 
@@ -40,9 +43,17 @@ Gradients (per row block, e = (f − y)/n, A = 1[g aᵀ + b > 0], R = ReLU(g a�
 
 Metrics (every result, on ``n_test`` fresh points, default 2^17; one test set per seed, shared
 by all n): test loss mean (h − f)^2 with its Monte-Carlo standard error std((h − f)^2)/√N, the
-control-variate estimate using E h^2 = 1 (§6), the median squared error, the bulk loss (points
-with |p̄| ≤ 3, p̄ = p/√(6d)), corr(g, p) (Pearson, signed, and its absolute value); layer-wise
-also the stage-1-only loss (predictor ĝ), Adam also the training-set correlation and loss.
+control-variate estimate mean(r²) − β(mean(h²) − 1) using E h^2 = 1, the median squared error,
+the bulk loss (points with |p̄| ≤ 3, p̄ = p/√(6d)), corr(g, p) (Pearson, signed, and its absolute
+value); layer-wise also the stage-1-only loss (predictor ĝ), Adam also the training-set
+correlation and loss.
+
+Specs and tasks
+---------------
+:class:`LayerwiseSpec` and :class:`AdamSpec` (frozen :class:`~simulations.spec.ModelSpec`
+dataclasses) hold one parameter point of each method and validate it once; :func:`layerwise`
+and :func:`train_adam` build one from their keyword arguments, :func:`hierarchical_task`
+(the sweep task) takes one (or the earlier dict form with a ``"method"`` key).
 
 Computation
 -----------
@@ -57,28 +68,31 @@ streamed data sets D1, D2 and the test set; rounded to a multiple of ``block``).
 accumulates ΦᵀΦ (SYRK) in float64. ``dtype="float32"`` runs the GEMMs and the first-layer
 kernels in float32 (accumulations, parameters and Gram matrices stay float64).
 
-Randomness (``simulations.rng``): child_rng(seed, purpose, ...) with purposes λ, V, s, a, b,
-D1, D2, train, test, shuffle; data block k (``block`` rows) of a set comes from
-child_rng(seed, purpose, k), so a data set of n rows is the first n rows of its stream (the same
-for every chunk size; changing ``block`` changes the draw, not its law). The training set of
+Randomness (:func:`simulations.rng.stream`): stream(seed, purpose, ...) with the named purposes
+"lambda", "V", "s", "a", "b", "D1", "D2", "train", "test", "shuffle"; data block k (``block``
+rows) of a set comes from stream(seed, purpose, k), so a data set of n rows is the first n rows
+of its stream (the same for every chunk size; changing ``block`` changes the draw, not its law);
+the mini-batch order of epoch k from stream(seed, "shuffle", k). The training set of
 :func:`train_adam` (n × (d + 1) and n labels: "the data itself") is held in memory.
 """
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 import scipy.linalg
 from numba import njit, prange
 
 from asymptotics import functions
+from asymptotics.validation import choice, float_dtype, nonneg_int, pos_float, pos_int
 
-from asymptotics.validation import float_dtype as _check_dtype, nonneg_int as _nonneg_int, pos_int as _pos_int
-from .rng import SeedLike, child_rng, seed_sequence
+from .linalg import ridge_from_gram
+from .optim import Adam
+from .rng import SeedLike, seed_sequence, stream
+from .spec import ModelSpec, register_spec
 
 __all__ = [
     "BLOCK",
@@ -93,8 +107,12 @@ __all__ = [
     "loss_and_gradient",
     "evaluate",
     "HierarchicalResult",
+    "LayerwiseSpec",
+    "AdamSpec",
     "layerwise",
+    "run_layerwise",
     "train_adam",
+    "run_adam",
     "hierarchical_task",
 ]
 
@@ -105,31 +123,12 @@ _GROUP = 32
 #: Default rows per generated buffer of streamed data sets.
 _CHUNK_ROWS = 8192
 
-_LAMBDA, _V, _S, _A, _B, _D1, _D2, _TRAIN, _TEST, _SHUFFLE = range(10)
-
-
-# =============================================================================== validation
-
-
-def _pos_float(v, name: str, allow_zero: bool = False) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
-            or v < 0 or (v == 0 and not allow_zero):
-        rel = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {rel}, got {v!r}")
-    return float(v)
-
-
-def _choice(v, name: str, options) -> str:
-    if v not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}, got {v!r}")
-    return v
-
 
 # =============================================================================== target
 def normalising_constant(d: int) -> float:
     """C_d for p built from unnormalised He3: (3240 d^3 + 291600 d^2 + 11314080 d)^{-1/2}
     (closed form; :func:`asymptotics.hierarchical.normalising_constant` derives it exactly)."""
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     return (3240.0 * d**3 + 291600.0 * d**2 + 11314080.0 * d) ** -0.5
 
 
@@ -153,15 +152,16 @@ class HierarchicalProblem:
     seed: np.random.SeedSequence
     block: int
 
-    _KIND = {"D1": _D1, "D2": _D2, "train": _TRAIN, "test": _TEST}
+    #: The data sets; each name is also the purpose of its random stream.
+    KINDS: ClassVar[tuple[str, ...]] = ("D1", "D2", "train", "test")
 
     def stream(self, kind: str, n: int, chunk: int | None = None, dtype=np.float64,
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """Yield (start, X1 (m × (d+1), last column = 1, ``dtype``), h (m,), p (m,)) for the data
         set ``kind`` ∈ {"D1", "D2", "train", "test"} of n rows, ``chunk`` rows at a time (rounded
         down to a multiple of ``block``). Buffers are reused between chunks."""
-        purpose = self._KIND[_choice(kind, "kind", self._KIND)]
-        n = _pos_int(n, "n")
+        purpose = choice(kind, "kind", self.KINDS)
+        n = pos_int(n, "n")
         rows = _chunk_rows(chunk, self.block, n)
         Xb = np.empty((self.block, self.d))
         X1 = np.empty((rows, self.d + 1), dtype=dtype)
@@ -173,7 +173,7 @@ class HierarchicalProblem:
             for s in range(0, m, self.block):
                 e = min(s + self.block, m)
                 k = (start + s) // self.block
-                child_rng(self.seed, purpose, k).standard_normal(out=Xb)
+                stream(self.seed, purpose, k).standard_normal(out=Xb)
                 hb, pb = target(Xb[: e - s], self.lam, self.C)
                 h[s:e], p[s:e] = hb, pb
                 X1[s:e, : self.d] = Xb[: e - s]
@@ -185,7 +185,7 @@ class HierarchicalProblem:
         return np.ascontiguousarray(X1[:, : self.d]), h, p
 
     def _batch1(self, kind, n, dtype=np.float64):
-        n = _pos_int(n, "n")
+        n = pos_int(n, "n")
         X1 = np.empty((n, self.d + 1), dtype=dtype)
         h = np.empty(n)
         p = np.empty(n)
@@ -197,17 +197,17 @@ class HierarchicalProblem:
 
 
 def _chunk_rows(chunk, block: int, n: int) -> int:
-    chunk = _CHUNK_ROWS if chunk is None else _pos_int(chunk, "chunk")
+    chunk = _CHUNK_ROWS if chunk is None else pos_int(chunk, "chunk")
     rows = max(1, chunk // block) * block
     return min(rows, -(-n // block) * block)
 
 
 def make_problem(d: int, seed: SeedLike = 0, block: int = BLOCK) -> HierarchicalProblem:
-    """Target of one seed: λ_i uniform ±1 from child_rng(seed, λ-purpose); C = C_d."""
-    d = _pos_int(d, "d")
-    block = _pos_int(block, "block")
+    """Target of one seed: λ_i uniform ±1 from stream(seed, "lambda"); C = C_d."""
+    d = pos_int(d, "d")
+    block = pos_int(block, "block")
     seed = seed_sequence(seed)
-    lam = child_rng(seed, _LAMBDA).choice(np.array([-1.0, 1.0]), size=d)
+    lam = stream(seed, "lambda").choice(np.array([-1.0, 1.0]), size=d)
     return HierarchicalProblem(d, lam, normalising_constant(d), seed, block)
 
 
@@ -277,27 +277,27 @@ def _draw_bias(rng, m2, bias, df):
 def init_network(d: int, m1: int, m2: int, seed: SeedLike = 0, *, mup: bool = True,
                  v_init: str = "sphere", bias: str = "t", bias_df: float = 10.0,
                  bias_scale: float = 1.0) -> Network:
-    """Initial network (spec §2): u = c = 0; V rows on the sphere of radius 1/√2 (``"sphere"``) or
+    """Initial network (``docs/theory/hierarchical.md``): u = c = 0; V rows on the sphere of radius 1/√2 (``"sphere"``) or
     N(0, I/(2d)) (``"gauss"``); s ~ N(0, 1/2); a uniform ±1; b = bias_scale × (t_ν | N(0,1) |
     U[−1,1]) for ``bias`` = "t" | "normal" | "unif". μP: α1 = 1/m1, α2 = 1/m2, else 1, 1."""
-    d, m1, m2 = _pos_int(d, "d"), _pos_int(m1, "m1"), _pos_int(m2, "m2")
+    d, m1, m2 = pos_int(d, "d"), pos_int(m1, "m1"), pos_int(m2, "m2")
     seed = seed_sequence(seed)
-    _choice(v_init, "v_init", ("sphere", "gauss"))
-    _choice(bias, "bias", _BIASES)
-    bias_df = _pos_float(bias_df, "bias_df")
-    bias_scale = _pos_float(bias_scale, "bias_scale", allow_zero=True)
+    choice(v_init, "v_init", ("sphere", "gauss"))
+    choice(bias, "bias", _BIASES)
+    bias_df = pos_float(bias_df, "bias_df")
+    bias_scale = pos_float(bias_scale, "bias_scale", allow_zero=True)
     if not isinstance(mup, (bool, np.bool_)):
         raise ValueError(f"mup must be True or False, got {mup!r}")
-    G = child_rng(seed, _V).standard_normal((m1, d))
+    G = stream(seed, "V").standard_normal((m1, d))
     if v_init == "sphere":
         G /= np.linalg.norm(G, axis=1, keepdims=True) * math.sqrt(2.0)
     else:
         G /= math.sqrt(2.0 * d)
     theta = np.empty((m1, d + 1))
     theta[:, :d] = G
-    theta[:, d] = child_rng(seed, _S).standard_normal(m1) / math.sqrt(2.0)
-    a = child_rng(seed, _A).choice(np.array([-1.0, 1.0]), size=m2)
-    b = bias_scale * _draw_bias(child_rng(seed, _B), m2, bias, bias_df)
+    theta[:, d] = stream(seed, "s").standard_normal(m1) / math.sqrt(2.0)
+    a = stream(seed, "a").choice(np.array([-1.0, 1.0]), size=m2)
+    b = bias_scale * _draw_bias(stream(seed, "b"), m2, bias, bias_df)
     al1, al2 = (1.0 / m1, 1.0 / m2) if mup else (1.0, 1.0)
     return Network(theta, np.zeros(m1), a, b, np.zeros(m2), al1, al2)
 
@@ -450,9 +450,9 @@ def _with_ones(X, dtype) -> np.ndarray:
 
 def forward(net: Network, X, *, block: int = BLOCK, dtype="float64") -> tuple[np.ndarray, np.ndarray]:
     """(f(X), g(X)) for the rows of X (n × d), block by block."""
-    dt = _check_dtype(dtype)
+    dt = float_dtype(dtype)
     X = _as_rows(X, net.d)
-    block = _pos_int(block, "block")
+    block = pos_int(block, "block")
     eng = _Engine(net.m1, net.m2, net.d, block, dt)
     eng.load(net)
     n = X.shape[0]
@@ -469,12 +469,12 @@ def loss_and_gradient(net: Network, X, y, *, block: int = BLOCK, dtype="float64"
                       ) -> tuple[float, dict[str, np.ndarray]]:
     """L = (1/2n) Σ (f(x) − y)^2 and its gradients {"theta" ([∂V, ∂s]), "u", "a", "b", "c"}
     (float64), computed block by block with the training kernels."""
-    dt = _check_dtype(dtype)
+    dt = float_dtype(dtype)
     X = _as_rows(X, net.d)
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
-    block = _pos_int(block, "block")
+    block = pos_int(block, "block")
     return _loss_grad(net, _with_ones(X, dt), y, _Engine(net.m1, net.m2, net.d, block, dt), block)
 
 
@@ -516,8 +516,8 @@ def evaluate(net: Network, problem: HierarchicalProblem, n_test: int, *, chunk=N
              dtype="float64", stage1: bool = False) -> dict:
     """Test metrics of ``net`` on the seed's test set (first ``n_test`` rows): see
     :class:`HierarchicalResult`. ``stage1=True`` also reports the loss of g alone."""
-    dt = _check_dtype(dtype)
-    n_test = _pos_int(n_test, "n_test")
+    dt = float_dtype(dtype)
+    n_test = pos_int(n_test, "n_test")
     eng = _Engine(net.m1, net.m2, net.d, problem.block, dt)
     eng.load(net)
     r = np.empty(n_test)
@@ -604,38 +604,155 @@ class HierarchicalResult:
         return out
 
 
-def _common(d, n, seed, n_test, dtype, block, chunk):
-    d, n = _pos_int(d, "d"), _pos_int(n, "n")
-    n_test = _pos_int(n_test, "n_test")
-    dt = _check_dtype(dtype)
-    block = _pos_int(block, "block")
-    if chunk is not None:
-        _pos_int(chunk, "chunk")
-    seed = seed_sequence(seed)
-    return d, n, n_test, dt, block, seed
+# =============================================================================== specs
+@dataclass(frozen=True, kw_only=True)
+class _HierarchicalSpec(ModelSpec):
+    """Fields shared by the two methods (see :class:`LayerwiseSpec`, :class:`AdamSpec`).
+
+    d, n : input dimension and training-set size (layer-wise: |D1|).
+    n_test : fresh test points (one test set per seed, shared by all n).
+    bias, bias_df : law of the ReLU biases b ("t": Student t_ν with ν = bias_df, "normal", "unif").
+    v_init : "sphere" or "gauss" (:func:`init_network`).
+    dtype : "float64" or "float32", precision of the first-layer GEMMs and kernels.
+    block, chunk : rows per compute / random-number block and per generated buffer.
+    replica : deprecated; a fixed seed (an int) used instead of the task's seed. Paired
+        replicas are a sweep option now: ``run_sweep(..., paired=("n",))``.
+    """
+
+    method: ClassVar[str] = ""
+
+    d: int
+    n: int
+    n_test: int = 1 << 17
+    bias: str = "t"
+    bias_df: float = 10.0
+    v_init: str = "sphere"
+    dtype: str = "float64"
+    block: int = BLOCK
+    chunk: int | None = None
+    replica: int | None = None
+
+    def validate(self) -> None:
+        for name in ("d", "n", "n_test", "block"):
+            self._set(name, pos_int(getattr(self, name), name))
+        choice(self.bias, "bias", _BIASES)
+        choice(self.v_init, "v_init", ("sphere", "gauss"))
+        self._set("bias_df", pos_float(self.bias_df, "bias_df"))
+        self._set("dtype", float_dtype(self.dtype).name)
+        self._optional("chunk", pos_int)
+        self._optional("replica", nonneg_int)
+
+    def _optional(self, name: str, check, **kw) -> None:
+        value = getattr(self, name)
+        if value is not None:
+            self._set(name, check(value, name, **kw))
+
+    def task_seed(self, seed: SeedLike) -> np.random.SeedSequence:
+        """The seed of a run: ``seed``, or SeedSequence(replica) when ``replica`` is set."""
+        return seed_sequence(seed if self.replica is None else self.replica)
+
+
+@register_spec
+@dataclass(frozen=True, kw_only=True)
+class LayerwiseSpec(_HierarchicalSpec):
+    """One point of :func:`layerwise` (Algorithm 1); the fields are its keyword arguments.
+
+    m1, m2 : widths of the cubic and the ReLU layer; n2 : |D2| (None: n).
+    stage1, stage2 : "ridge" (closed form) or "gd" (T1/T2 steps of GD with step eta1/eta2,
+        None: 1/λ_max of the regularised Gram matrix).
+    xi1, xi2 : absolute ridges (None: xi_rel × tr(Gram)/width).
+    """
+
+    kind: ClassVar[str] = "hierarchical-layerwise"
+    method: ClassVar[str] = "layerwise"
+
+    m1: int
+    m2: int
+    n2: int | None = None
+    stage1: str = "ridge"
+    stage2: str = "ridge"
+    xi1: float | None = None
+    xi2: float | None = None
+    xi1_rel: float = 1e-6
+    xi2_rel: float = 1e-6
+    eta1: float | None = None
+    eta2: float | None = None
+    T1: int = 1000
+    T2: int = 1000
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("m1", "m2"):
+            self._set(name, pos_int(getattr(self, name), name))
+        self._optional("n2", pos_int)
+        choice(self.stage1, "stage1", ("ridge", "gd"))
+        choice(self.stage2, "stage2", ("ridge", "gd"))
+        for name in ("T1", "T2"):
+            self._set(name, nonneg_int(getattr(self, name), name))
+        for name in ("xi1_rel", "xi2_rel"):
+            self._set(name, pos_float(getattr(self, name), name, allow_zero=True))
+        self._optional("xi1", pos_float, allow_zero=True)
+        self._optional("xi2", pos_float, allow_zero=True)
+        self._optional("eta1", pos_float)
+        self._optional("eta2", pos_float)
+
+
+@register_spec
+@dataclass(frozen=True, kw_only=True)
+class AdamSpec(_HierarchicalSpec):
+    """One point of :func:`train_adam`; the fields are its keyword arguments.
+
+    m1 : cubic width (None: d², the paper's choice); m2 : ReLU width.
+    lr, betas, eps : Adam (same lr on every tensor; μP multipliers with ``mup``).
+    max_steps : cap on optimiser steps; patience, rel_tol : plateau rule (module docstring).
+    batch_size : None = full batch for n ≤ 2^15, else 2^13; a value ≥ n means full batch.
+    schedule : "cosine" (lr → 0 at max_steps) or "constant".  bias_scale : factor of b at init.
+    """
+
+    kind: ClassVar[str] = "hierarchical-adam"
+    method: ClassVar[str] = "adam"
+
+    m1: int | None = None
+    m2: int = 1000
+    lr: float = 1e-3
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    max_steps: int = 20000
+    patience: int = 1000
+    rel_tol: float = 1e-3
+    batch_size: int | None = None
+    schedule: str = "cosine"
+    mup: bool = True
+    bias_scale: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        self._optional("m1", pos_int)
+        self._optional("batch_size", pos_int)
+        for name in ("m2", "max_steps", "patience"):
+            self._set(name, pos_int(getattr(self, name), name))
+        for name in ("lr", "eps"):
+            self._set(name, pos_float(getattr(self, name), name))
+        for name in ("rel_tol", "bias_scale"):
+            self._set(name, pos_float(getattr(self, name), name, allow_zero=True))
+        self._set("betas", _betas(self.betas))
+        choice(self.schedule, "schedule", ("cosine", "constant"))
+        if not isinstance(self.mup, (bool, np.bool_)):
+            raise ValueError(f"mup must be True or False, got {self.mup!r}")
+        self._set("mup", bool(self.mup))
+
+
+def _betas(betas) -> tuple[float, float]:
+    try:
+        b1, b2 = (float(x) for x in betas)
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}") from None
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    return b1, b2
 
 
 # =============================================================================== layer-wise
-def _solve_ridge(K, rhs, xi, method, eta, steps, name):
-    """argmin ½ uᵀ(K + ξI)u − rhsᵀu: Cholesky ("ridge") or ``steps`` of GD from 0 ("gd")."""
-    m = K.shape[0]
-    A = K + xi * np.eye(m)
-    if method == "ridge":
-        try:
-            return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, lower=True), rhs)
-        except np.linalg.LinAlgError:  # not numerically PD: spectral solve on the PSD part
-            w, Q = np.linalg.eigh(A)
-            w = np.where(w > w.max() * 1e-14, w, np.inf)
-            return Q @ ((Q.T @ rhs) / w)
-    if eta is None:
-        eta = 1.0 / float(scipy.linalg.eigvalsh(A, subset_by_index=[m - 1, m - 1])[0])
-    eta = _pos_float(eta, name)
-    u = np.zeros(m)
-    for _ in range(steps):
-        u -= eta * (A @ u - rhs)
-    return u
-
-
 def layerwise(d: int, n: int, m1: int, m2: int, seed: SeedLike = 0, *, n2: int | None = None,
               n_test: int = 1 << 17, stage1: str = "ridge", stage2: str = "ridge",
               xi1: float | None = None, xi2: float | None = None, xi1_rel: float = 1e-6,
@@ -646,84 +763,117 @@ def layerwise(d: int, n: int, m1: int, m2: int, seed: SeedLike = 0, *, n2: int |
     """Algorithm 1 (layer-wise training; module docstring): stage 1 on u over D1 (n rows),
     stage 2 on c over D2 (``n2`` rows, default n), test metrics on ``n_test`` fresh points.
 
-    stage1, stage2 : "ridge" (closed form = GD run to convergence) or "gd" (T steps of GD from 0
-        with step ``eta1``/``eta2``, default 1/λ_max of the regularised Gram matrix).
-    xi1, xi2 : absolute weight decays; default ``xi_rel`` × tr(Gram)/width (relative ridge).
-    bias : "t" (b_i = std_{D1}(ĝ) t_ν, ν = bias_df), "unif" (U[−B, B], B = max_{D1}|ĝ|) or
-        "normal" (std_{D1}(ĝ) N(0, 1)).
-    dtype : compute precision of the first-layer GEMM and kernels (Gram matrices: float64).
+    The keyword arguments are the fields of :class:`LayerwiseSpec`. bias : "t"
+    (b_i = std_{D1}(ĝ) t_ν, ν = bias_df), "unif" (U[−B, B], B = max_{D1}|ĝ|) or "normal"
+    (std_{D1}(ĝ) N(0, 1)).
+    """
+    spec = LayerwiseSpec(d=d, n=n, m1=m1, m2=m2, n2=n2, n_test=n_test, stage1=stage1, stage2=stage2,
+                         xi1=xi1, xi2=xi2, xi1_rel=xi1_rel, xi2_rel=xi2_rel, eta1=eta1, eta2=eta2,
+                         T1=T1, T2=T2, bias=bias, bias_df=bias_df, v_init=v_init, dtype=dtype,
+                         block=block, chunk=chunk)
+    return run_layerwise(spec, seed, return_network=return_network)
+
+
+def run_layerwise(spec: LayerwiseSpec, seed: SeedLike = 0, *, return_network: bool = False
+                  ) -> HierarchicalResult:
+    """Algorithm 1 for a validated :class:`LayerwiseSpec`:
+
+    stage 1  u = argmin ‖y − Φu‖²/(2 n1) + ξ1‖u‖²/2 on D1,  Φ = ([X, 1][V, s]ᵀ)^3;
+    bias     b = scale × draw, scale = std_{D1}(ĝ) (max_{D1}|ĝ| for "unif");
+    stage 2  c = argmin ‖y − ĝ − Ψc‖²/(2 n2) + ξ2‖c‖²/2 on D2,  Ψ = ReLU(ĝ aᵀ + 1bᵀ).
     """
     t0 = time.perf_counter()
-    d, n, n_test, dt, block, seed = _common(d, n, seed, n_test, dtype, block, chunk)
-    m1, m2 = _pos_int(m1, "m1"), _pos_int(m2, "m2")
-    n2 = n if n2 is None else _pos_int(n2, "n2")
-    _choice(stage1, "stage1", ("ridge", "gd"))
-    _choice(stage2, "stage2", ("ridge", "gd"))
-    T1, T2 = _nonneg_int(T1, "T1"), _nonneg_int(T2, "T2")
-    xi1_rel = _pos_float(xi1_rel, "xi1_rel", allow_zero=True)
-    xi2_rel = _pos_float(xi2_rel, "xi2_rel", allow_zero=True)
-    if xi1 is not None:
-        xi1 = _pos_float(xi1, "xi1", allow_zero=True)
-    if xi2 is not None:
-        xi2 = _pos_float(xi2, "xi2", allow_zero=True)
-    problem = make_problem(d, seed, block)
-    net = init_network(d, m1, m2, seed, mup=False, v_init=v_init, bias=bias, bias_df=bias_df)
-    eng = _Engine(m1, m2, d, block, dt)
+    seed = spec.task_seed(seed)
+    dt = np.dtype(spec.dtype)
+    n2 = spec.n if spec.n2 is None else spec.n2
+    problem = make_problem(spec.d, seed, spec.block)
+    net = init_network(spec.d, spec.m1, spec.m2, seed, mup=False, v_init=spec.v_init, bias=spec.bias,
+                       bias_df=spec.bias_df)
+    eng = _Engine(spec.m1, spec.m2, spec.d, spec.block, dt)
     eng.load(net)
+    G, Phi_y, Phi_sum = _cubic_gram(problem, eng, spec.n, spec.chunk, dt)
+    xi1 = _ridge(spec.xi1, spec.xi1_rel, G)
+    net.u = _minimise_quadratic(G, Phi_y, xi1, spec.stage1, spec.eta1, spec.T1, spec.n)
+    net.b = _bias_scale(problem, eng, net, spec, G, Phi_sum, dt) * _draw_bias(
+        stream(seed, "b"), spec.m2, spec.bias, spec.bias_df)
+    K, rhs = _relu_gram(problem, eng, net, n2, spec.chunk, dt)
+    xi2 = _ridge(spec.xi2, spec.xi2_rel, K)
+    net.c = _minimise_quadratic(K, rhs, xi2, spec.stage2, spec.eta2, spec.T2, n2)
+    m = evaluate(net, problem, spec.n_test, chunk=spec.chunk, dtype=dt, stage1=True)
+    return HierarchicalResult("layerwise", spec.d, spec.n, spec.m1, spec.m2, spec.n_test, m.test_loss,
+                              m.test_loss_se, m.test_loss_cv, m.median_sq_error, m.bulk_loss, m.corr,
+                              m.abs_corr, m.stage1_test_loss, wall_time=time.perf_counter() - t0,
+                              network=net if return_network else None)
 
-    # ---- stage 1: Gram matrix of the cubic features on D1 (float64), closed form / GD
-    G = np.zeros((m1, m1))
-    Phi_y = np.zeros(m1)
-    Phi_sum = np.zeros(m1)
+
+def _ridge(xi: float | None, xi_rel: float, G: np.ndarray) -> float:
+    """The absolute ridge: ``xi``, or the relative one ξ = xi_rel · tr(G)/width."""
+    return xi_rel * float(np.trace(G)) / G.shape[0] if xi is None else xi
+
+
+def _minimise_quadratic(K, rhs, xi, method, eta, steps, n) -> np.ndarray:
+    """argmin_u ½ uᵀ(K + ξI)u − rhsᵀu: the ridge solve u = (K + ξI)⁻¹ rhs ("ridge": Cholesky,
+    by :func:`simulations.linalg.ridge_from_gram`) or ``steps`` of gradient descent ("gd")."""
+    if method == "ridge":
+        theta, _ = ridge_from_gram(K, rhs, [xi], n=n, method="cholesky")
+        return theta[:, 0]
+    return _gradient_descent(K, rhs, xi, eta, steps)
+
+
+def _gradient_descent(K, rhs, xi, eta, steps) -> np.ndarray:
+    """``steps`` iterations u ← u − η((K + ξI)u − rhs) from u = 0; η default 1/λ_max(K + ξI)."""
+    m = K.shape[0]
+    A = K + xi * np.eye(m)
+    if eta is None:
+        eta = 1.0 / float(scipy.linalg.eigvalsh(A, subset_by_index=[m - 1, m - 1])[0])
+    u = np.zeros(m)
+    for _ in range(steps):
+        u -= eta * (A @ u - rhs)
+    return u
+
+
+def _cubic_gram(problem, eng, n, chunk, dt):
+    """Stage-1 statistics on D1 (float64): G = ΦᵀΦ/n (SYRK), Φᵀy/n and the column sums Σ_i Φ_i."""
+    m1 = eng.Z.shape[1]
+    G, Phi_y, Phi_sum = np.zeros((m1, m1)), np.zeros(m1), np.zeros(m1)
+    block = eng.block
     for _, X1, h, _p in problem.stream("D1", n, chunk, dtype=dt):
         for s in range(0, len(h), block):
             Z = eng.Z[: min(block, len(h) - s)]
             np.matmul(X1[s:s + len(Z)], eng.thetaT, out=Z)
             functions.apply("cube", Z, out=Z)
             Phi = Z if dt == np.float64 else Z.astype(np.float64)
-            G += Phi.T @ Phi  # SYRK
+            G += Phi.T @ Phi
             Phi_y += h[s:s + len(Z)] @ Phi
             Phi_sum += Phi.sum(axis=0)
-    G /= n
-    Phi_y /= n
-    if xi1 is None:
-        xi1 = xi1_rel * float(np.trace(G)) / m1
-    net.u = _solve_ridge(G, Phi_y, xi1, stage1, eta1, T1, "eta1")
-    eng.load(net)
-    g_mean = float(Phi_sum @ net.u) / n
-    g_std = math.sqrt(max(float(net.u @ G @ net.u) - g_mean**2, 0.0))
+    return G / n, Phi_y / n, Phi_sum
 
-    # ---- bias of the ReLU layer from ĝ on D1 (correlation on D1 in the same pass)
-    need_pass = bias == "unif"
-    gmax = 0.0
-    if need_pass:
-        for _, X1, h, p in problem.stream("D1", n, chunk, dtype=dt):
-            for s in range(0, len(h), block):
-                _, g = eng.features(X1[s:s + block], net)
+
+def _bias_scale(problem, eng, net, spec, G, Phi_sum, dt) -> float:
+    """Scale of the ReLU biases after stage 1: max_{D1}|ĝ| ("unif", one pass over D1) or
+    std_{D1}(ĝ) = √(uᵀGu − (Σ_i ĝ(x_i)/n)²) from the stage-1 statistics."""
+    if spec.bias == "unif":
+        gmax = 0.0
+        for _, X1, h, _p in problem.stream("D1", spec.n, spec.chunk, dtype=dt):
+            for s in range(0, len(h), spec.block):
+                _, g = eng.features(X1[s:s + spec.block], net)
                 gmax = max(gmax, float(np.abs(g).max()))
-    raw = _draw_bias(child_rng(seed, _B), m2, bias, _pos_float(bias_df, "bias_df"))
-    net.b = raw * (gmax if bias == "unif" else g_std)
+        return gmax
+    g_mean = float(Phi_sum @ net.u) / spec.n
+    return math.sqrt(max(float(net.u @ G @ net.u) - g_mean**2, 0.0))
 
-    # ---- stage 2: ReLU features of the frozen scalar ĝ on D2
-    K = np.zeros((m2, m2))
-    rhs = np.zeros(m2)
+
+def _relu_gram(problem, eng, net, n2, chunk, dt):
+    """Stage-2 statistics on D2: K = ΨᵀΨ/n2 and Ψᵀ(y − ĝ)/n2, Ψ = ReLU(ĝ aᵀ + 1bᵀ)."""
+    m2 = net.m2
+    K, rhs = np.zeros((m2, m2)), np.zeros(m2)
     for _, X1, h, _p in problem.stream("D2", n2, chunk, dtype=dt):
-        for s in range(0, len(h), block):
-            _, g = eng.features(X1[s:s + block], net)
+        for s in range(0, len(h), eng.block):
+            _, g = eng.features(X1[s:s + eng.block], net)
             Psi = np.maximum(np.multiply.outer(g, net.a) + net.b, 0.0)
             K += Psi.T @ Psi
             rhs += (h[s:s + len(g)] - g) @ Psi
-    K /= n2
-    rhs /= n2
-    if xi2 is None:
-        xi2 = xi2_rel * float(np.trace(K)) / m2
-    net.c = _solve_ridge(K, rhs, xi2, stage2, eta2, T2, "eta2")
-
-    m = evaluate(net, problem, n_test, chunk=chunk, dtype=dt, stage1=True)
-    return HierarchicalResult("layerwise", d, n, m1, m2, n_test, m.test_loss, m.test_loss_se,
-                              m.test_loss_cv, m.median_sq_error, m.bulk_loss, m.corr, m.abs_corr,
-                              m.stage1_test_loss, wall_time=time.perf_counter() - t0,
-                              network=net if return_network else None)
+    return K / n2, rhs / n2
 
 
 # =============================================================================== Adam
@@ -737,148 +887,146 @@ def train_adam(d: int, n: int, seed: SeedLike = 0, *, m1: int | None = None, m2:
                keep_history: bool = True) -> HierarchicalResult:
     """End-to-end Adam on all parameters (module docstring), then test metrics.
 
-    m1 : cubic width (default d^2, the paper's choice); m2 : ReLU width (default 1000).
-    lr, betas, eps : Adam (same lr on every tensor; μP multipliers with ``mup=True``).
-    max_steps : cap on optimiser steps; patience, rel_tol : plateau rule (module docstring).
-    batch_size : None = full batch for n ≤ 2^15, else 2^13; a value ≥ n means full batch.
-    schedule : "cosine" (lr → 0 at max_steps) or "constant".
+    The keyword arguments are the fields of :class:`AdamSpec`: m1 (default d²) and m2 the
+    widths; lr, betas, eps the Adam constants; max_steps, patience, rel_tol the stopping rule;
+    batch_size (None: full batch for n ≤ 2^15, else 2^13); schedule "cosine" or "constant".
     """
+    spec = AdamSpec(d=d, n=n, m1=m1, m2=m2, n_test=n_test, lr=lr, betas=betas, eps=eps,
+                    max_steps=max_steps, patience=patience, rel_tol=rel_tol, batch_size=batch_size,
+                    schedule=schedule, mup=mup, bias=bias, bias_df=bias_df, bias_scale=bias_scale,
+                    v_init=v_init, dtype=dtype, block=block, chunk=chunk)
+    return run_adam(spec, seed, return_network=return_network, keep_history=keep_history)
+
+
+def run_adam(spec: AdamSpec, seed: SeedLike = 0, *, return_network: bool = False,
+             keep_history: bool = True) -> HierarchicalResult:
+    """End-to-end Adam for a validated :class:`AdamSpec`: minimise (1/2n) Σ (f(x_i) − y_i)² over
+    (V, s, u, a, b, c) from :func:`init_network`, then the training correlation and test metrics."""
     t0 = time.perf_counter()
-    d, n, n_test, dt, block, seed = _common(d, n, seed, n_test, dtype, block, chunk)
-    m1 = d * d if m1 is None else _pos_int(m1, "m1")
-    m2 = _pos_int(m2, "m2")
-    lr = _pos_float(lr, "lr")
-    eps = _pos_float(eps, "eps")
-    try:
-        b1, b2 = (float(x) for x in betas)
-    except (TypeError, ValueError):
-        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}") from None
-    if not (0 <= b1 < 1 and 0 <= b2 < 1):
-        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    max_steps = _pos_int(max_steps, "max_steps")
-    patience = _pos_int(patience, "patience")
-    rel_tol = _pos_float(rel_tol, "rel_tol", allow_zero=True)
-    _choice(schedule, "schedule", ("cosine", "constant"))
-    if batch_size is None:
-        batch_size = n if n <= (1 << 15) else (1 << 13)
-    batch_size = min(_pos_int(batch_size, "batch_size"), n)
-    full = batch_size >= n
-
-    problem = make_problem(d, seed, block)
-    net = init_network(d, m1, m2, seed, mup=mup, v_init=v_init, bias=bias, bias_df=bias_df,
-                       bias_scale=bias_scale)
-    X1, y, p_train = problem._batch1("train", n, dtype=dt)
-    eng = _Engine(m1, m2, d, block, dt)
-    moments = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in net.tensors().items()}
-
-    history: list[float] = []
-    ref, since, converged = math.inf, 0, False
-    step = 0
-    per_epoch = -(-n // batch_size)
-    pat = patience if full else max(1, -(-patience // per_epoch))
-    epoch = 0
-    last_loss = math.nan
-    while step < max_steps and not converged:
-        order = None if full else child_rng(seed, _SHUFFLE, epoch).permutation(n)
-        epoch_losses = []
-        for k in range(per_epoch):
-            if step >= max_steps:
-                break
-            idx = None if full else np.sort(order[k * batch_size:(k + 1) * batch_size])
-            loss, grads = _loss_grad(net, X1, y, eng, block, idx)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"train_adam: loss became {loss} at step {step} (lr too large?)")
-            epoch_losses.append(loss)
-            step += 1
-            lr_t = lr if schedule == "constant" else 0.5 * lr * (1 + math.cos(math.pi * (step - 1) / max_steps))
-            c1, c2 = 1 - b1**step, 1 - b2**step
-            for name, param in net.tensors().items():
-                gr = grads[name]
-                m, v = moments[name]
-                m *= b1
-                m += (1 - b1) * gr
-                v *= b2
-                v += (1 - b2) * gr * gr
-                param -= lr_t * (m / c1) / (np.sqrt(v / c2) + eps)
-            if full:
-                monitored = loss
-                last_loss = loss
-                history.append(loss)
-                if monitored < (1 - rel_tol) * ref:
-                    ref, since = monitored, 0
-                else:
-                    since += 1
-                    if since >= pat:
-                        converged = True
-                        break
-        if not full and epoch_losses and len(epoch_losses) == per_epoch:
-            monitored = float(np.mean(epoch_losses))
-            last_loss = monitored
-            history.append(monitored)
-            if monitored < (1 - rel_tol) * ref:
-                ref, since = monitored, 0
-            else:
-                since += 1
-                if since >= pat:
-                    converged = True
-        epoch += 1
-
-    # ---- training-set correlation and final metrics
-    eng.load(net)
-    g_train = np.empty(n)
-    for s in range(0, n, block):
-        _, g = eng.features(X1[s:s + block], net)
-        g_train[s:s + len(g)] = g
-    train_corr = _pearson(g_train, p_train)
-    m = evaluate(net, problem, n_test, chunk=chunk, dtype=dt)
-    return HierarchicalResult("adam", d, n, m1, m2, n_test, m.test_loss, m.test_loss_se,
+    seed = spec.task_seed(seed)
+    dt = np.dtype(spec.dtype)
+    m1 = spec.d * spec.d if spec.m1 is None else spec.m1
+    problem = make_problem(spec.d, seed, spec.block)
+    net = init_network(spec.d, m1, spec.m2, seed, mup=spec.mup, v_init=spec.v_init, bias=spec.bias,
+                       bias_df=spec.bias_df, bias_scale=spec.bias_scale)
+    X1, y, p_train = problem._batch1("train", spec.n, dtype=dt)
+    eng = _Engine(m1, spec.m2, spec.d, spec.block, dt)
+    steps, converged, history = _adam_fit(net, X1, y, eng, spec, seed)
+    train_corr = _pearson(_bottleneck(net, X1, eng), p_train)
+    m = evaluate(net, problem, spec.n_test, chunk=spec.chunk, dtype=dt)
+    return HierarchicalResult("adam", spec.d, spec.n, m1, spec.m2, spec.n_test, m.test_loss, m.test_loss_se,
                               m.test_loss_cv, m.median_sq_error, m.bulk_loss, m.corr, m.abs_corr,
-                              train_corr=train_corr, train_loss=last_loss, steps=step,
-                              converged=converged, wall_time=time.perf_counter() - t0,
+                              train_corr=train_corr, train_loss=history[-1] if history else math.nan,
+                              steps=steps, converged=converged, wall_time=time.perf_counter() - t0,
                               history=np.asarray(history) if keep_history else np.empty(0),
                               network=net if return_network else None)
 
 
+class _Plateau:
+    """The stopping rule: stop once the monitored loss has not gone below (1 − rel_tol) times its
+    value at the last improvement for ``patience`` consecutive checks."""
+
+    def __init__(self, rel_tol: float, patience: int):
+        self.rel_tol, self.patience = rel_tol, patience
+        self.ref, self.since = math.inf, 0
+
+    def stop(self, value: float) -> bool:
+        if value < (1 - self.rel_tol) * self.ref:
+            self.ref, self.since = value, 0
+        else:
+            self.since += 1
+        return self.since >= self.patience
+
+
+def _adam_fit(net, X1, y, eng, spec: AdamSpec, seed) -> tuple[int, bool, list[float]]:
+    """Adam steps until the plateau rule or ``max_steps``: (steps, converged, monitored losses).
+
+    Full batch: the loss of every step is monitored; mini-batches: the mean loss of each complete
+    epoch, with the patience counted in epochs (⌈patience / batches per epoch⌉)."""
+    n = len(y)
+    batch = min(spec.batch_size or (n if n <= (1 << 15) else (1 << 13)), n)
+    full, per_epoch = batch >= n, -(-n // batch)
+    plateau = _Plateau(spec.rel_tol, spec.patience if full else max(1, -(-spec.patience // per_epoch)))
+    opt = Adam(list(net.tensors().values()), lr=spec.lr, betas=spec.betas, eps=spec.eps)
+    history: list[float] = []
+    step, epoch, converged = 0, 0, False
+    while step < spec.max_steps and not converged:
+        losses = []
+        for idx in _minibatches(n, batch, seed, epoch):
+            if step >= spec.max_steps:
+                break
+            losses.append(_adam_step(net, X1, y, eng, spec, opt, idx, step))
+            step += 1
+            if full:
+                history.append(losses[-1])
+                converged = plateau.stop(losses[-1])
+        if not full and len(losses) == per_epoch:
+            history.append(float(np.mean(losses)))
+            converged = plateau.stop(history[-1])
+        epoch += 1
+    return step, converged, history
+
+
+def _minibatches(n: int, batch: int, seed, epoch: int) -> list:
+    """Row indices (sorted) of the mini-batches of ``epoch`` (order from stream(seed, "shuffle",
+    epoch)); ``[None]`` (all rows) for full batch."""
+    if batch >= n:
+        return [None]
+    order = stream(seed, "shuffle", epoch).permutation(n)
+    return [np.sort(order[k:k + batch]) for k in range(0, n, batch)]
+
+
+def _adam_step(net, X1, y, eng, spec: AdamSpec, opt: Adam, idx, step: int) -> float:
+    """One Adam update on the rows ``idx`` at the scheduled rate; returns the batch loss."""
+    loss, grads = _loss_grad(net, X1, y, eng, spec.block, idx)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"train_adam: loss became {loss} at step {step} (lr too large?)")
+    opt.step([grads[name] for name in net.tensors()], lr=_learning_rate(spec, step))
+    return loss
+
+
+def _learning_rate(spec: AdamSpec, step: int) -> float:
+    """η_t = η (constant) or η (1 + cos(π t/T))/2, t = step (from 0), T = max_steps (cosine)."""
+    if spec.schedule == "constant":
+        return spec.lr
+    return 0.5 * spec.lr * (1 + math.cos(math.pi * step / spec.max_steps))
+
+
+def _bottleneck(net, X1, eng) -> np.ndarray:
+    """g(x) on the rows of X1 (with its ones column), block by block."""
+    eng.load(net)
+    g_all = np.empty(X1.shape[0])
+    for s in range(0, X1.shape[0], eng.block):
+        _, g = eng.features(X1[s:s + eng.block], net)
+        g_all[s:s + len(g)] = g
+    return g_all
+
+
 # =============================================================================== sweep task
-_LAYERWISE_KEYS = {"d", "n", "m1", "m2", "n2", "n_test", "stage1", "stage2", "xi1", "xi2",
-                   "xi1_rel", "xi2_rel", "eta1", "eta2", "T1", "T2", "bias", "bias_df", "v_init",
-                   "dtype", "block", "chunk"}
-_ADAM_KEYS = {"d", "n", "m1", "m2", "n_test", "lr", "betas", "eps", "max_steps", "patience",
-              "rel_tol", "batch_size", "schedule", "mup", "bias", "bias_df", "bias_scale",
-              "v_init", "dtype", "block", "chunk"}
+_SPECS = {"layerwise": LayerwiseSpec, "adam": AdamSpec}
 
 
-def hierarchical_task(params: dict, seed: np.random.SeedSequence) -> dict:
-    """One sweep point for :func:`simulations.sweep.run_sweep`.
+def hierarchical_task(spec: LayerwiseSpec | AdamSpec | dict, seed: np.random.SeedSequence) -> dict:
+    """One sweep point for :func:`simulations.sweep.run_sweep`: :meth:`HierarchicalResult.summary`
+    (dict of floats) of :func:`run_layerwise` or :func:`run_adam` (no history kept).
 
-    ``params``: ``"method"`` ∈ {"layerwise", "adam"} and the keyword arguments of
-    :func:`layerwise` / :func:`train_adam` by name (``betas`` a list). Optional ``"replica"``
-    (int): use SeedSequence(replica) instead of the task seed, so that points differing only in
-    n share λ, the initialisation and the test set (paired comparisons across n, spec §4); the
-    sweep's seed index should then be encoded in ``replica``. Returns
-    :meth:`HierarchicalResult.summary` (dict of floats).
+    ``spec``: a :class:`LayerwiseSpec` / :class:`AdamSpec`, or the earlier dict form —
+    ``"method"`` ∈ {"layerwise", "adam"} and the spec's fields by name (``betas`` a list).
+    Paired comparisons across n (one λ, initialisation and test set per replica for every n):
+    ``run_sweep(hierarchical_task, specs, paired=("n",))``.
     """
-    kw = dict(params)
-    method = kw.pop("method", None)
-    if method not in ("layerwise", "adam"):
+    if isinstance(spec, dict):
+        spec = _spec_from_dict(spec)
+    if isinstance(spec, LayerwiseSpec):
+        return run_layerwise(spec, seed).summary()
+    if isinstance(spec, AdamSpec):
+        return run_adam(spec, seed, keep_history=False).summary()
+    raise TypeError(f"hierarchical_task: expected a LayerwiseSpec, AdamSpec or dict, got {type(spec).__name__}")
+
+
+def _spec_from_dict(params: dict) -> LayerwiseSpec | AdamSpec:
+    params = dict(params)
+    method = params.pop("method", None)
+    if method not in _SPECS:
         raise ValueError(f"hierarchical_task: params['method'] must be 'layerwise' or 'adam', got {method!r}")
-    replica = kw.pop("replica", None)
-    allowed = _LAYERWISE_KEYS if method == "layerwise" else _ADAM_KEYS
-    unknown = sorted(set(kw) - allowed)
-    if unknown:
-        raise ValueError(f"hierarchical_task: unknown parameter(s) {unknown} for method {method!r}")
-    if replica is not None:
-        seed = seed_sequence(_nonneg_int(replica, "replica"))
-    if "betas" in kw:
-        kw["betas"] = tuple(kw["betas"])
-    if method == "layerwise":
-        for key in ("d", "n", "m1", "m2"):
-            if key not in kw:
-                raise ValueError(f"hierarchical_task: layerwise needs {key!r}")
-        res = layerwise(seed=seed, **kw)
-    else:
-        for key in ("d", "n"):
-            if key not in kw:
-                raise ValueError(f"hierarchical_task: adam needs {key!r}")
-        res = train_adam(seed=seed, keep_history=False, **kw)
-    return res.summary()
+    return _SPECS[method].from_dict(params)

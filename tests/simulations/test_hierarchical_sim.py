@@ -10,10 +10,13 @@ from hypothesis import strategies as st
 
 from asymptotics import hierarchical as theory
 from simulations import hierarchical as S
+from simulations.rng import stream
+from simulations.spec import spec_from_json
 
 
 def _ref_loss(net, X, y):
-    """Plain numpy (1/2n) Σ (f − y)^2 of the spec's network (with multipliers)."""
+    """Plain numpy (1/2n) Σ (f − y)^2 of the three-layer network f = g + α2 Σ c_i ReLU(a_i g + b_i),
+    g = α1 Σ u_j (v_j·x + s_j)^3."""
     d = X.shape[1]
     Z = X @ net.theta[:, :d].T + net.theta[:, d]
     g = net.alpha1 * (Z**3) @ net.u
@@ -23,7 +26,7 @@ def _ref_loss(net, X, y):
 
 def _random_net(d, m1, m2, seed, mup):
     net = S.init_network(d, m1, m2, seed, mup=mup)
-    rng = np.random.default_rng(seed + 100)
+    rng = stream(seed, "test-weights")
     net.u = rng.standard_normal(m1)
     net.c = rng.standard_normal(m2)
     return net
@@ -72,7 +75,7 @@ def test_gradient_matches_finite_differences(mup):
         net.theta *= 0.5
         net.u *= 0.1
         net.c *= 0.1
-    rng = np.random.default_rng(2)
+    rng = stream(2, "test-data")
     X = rng.standard_normal((n, d))
     y = rng.standard_normal(n)
     loss, G = S.loss_and_gradient(net, X, y, block=16)  # several blocks, a partial one
@@ -100,7 +103,7 @@ def test_gradient_matches_finite_differences(mup):
 def test_forward_matches_reference_and_block_size():
     d, m1, m2 = 5, 37, 29
     net = _random_net(d, m1, m2, 4, True)
-    X = np.random.default_rng(5).standard_normal((300, d))
+    X = stream(5, "test-data").standard_normal((300, d))
     f, g = S.forward(net, X, block=64)
     _, f_ref, g_ref = _ref_loss(net, X, np.zeros(300))
     np.testing.assert_allclose(f, f_ref, rtol=1e-12, atol=1e-12)
@@ -120,7 +123,7 @@ def test_layerwise_stage1_recovers_feature():
     rnd = res.network.copy()
     init_corrs = []
     for k in range(5):
-        rnd.u = np.random.default_rng(k).standard_normal(m1)
+        rnd.u = stream(k, "random-u").standard_normal(m1)
         init_corrs.append(abs(np.corrcoef(S.forward(rnd, X)[1], p)[0, 1]))
     assert max(init_corrs) < 0.5
     assert res.abs_corr > 0.75 > max(init_corrs) + 0.3
@@ -224,6 +227,44 @@ def test_hierarchical_task():
         S.hierarchical_task({"method": "adam", "d": 4, "n": 10, "xi1": 1.0}, ss)
 
 
+def test_specs_and_the_dict_form_agree():
+    ss = np.random.SeedSequence(11)
+    params = {"method": "adam", "d": 4, "n": 300, "m1": 9, "m2": 10, "n_test": 512, "max_steps": 3,
+              "betas": [0.9, 0.99]}
+    spec = S.AdamSpec(d=4, n=300, m1=9, m2=10, n_test=512, max_steps=3, betas=(0.9, 0.99))
+    a = S.hierarchical_task(params, ss) | {"wall_time": 0}
+    assert a == S.hierarchical_task(spec, ss) | {"wall_time": 0}
+    assert a == S.train_adam(4, 300, ss, m1=9, m2=10, n_test=512, max_steps=3, betas=(0.9, 0.99)
+                             ).summary() | {"wall_time": 0}
+    lw = S.LayerwiseSpec(d=4, n=100, m1=np.int64(8), m2=6, dtype=np.float32)
+    assert lw.m1 == 8 and type(lw.m1) is int and lw.dtype == "float32"      # normalised once
+    assert spec_from_json(lw.to_json()) == lw and spec_from_json(spec.to_json()) == spec
+    assert lw.key() != lw.replace(n=101).key()
+    with pytest.raises(ValueError, match="unknown"):
+        S.LayerwiseSpec.from_dict({"d": 4, "n": 10, "m1": 3, "m2": 3, "lr": 1.0})
+    with pytest.raises(ValueError, match="xi1"):
+        S.LayerwiseSpec(d=4, n=10, m1=3, m2=3, xi1=-1.0)
+
+
+def test_adam_is_the_shared_optimiser_with_the_cosine_schedule():
+    """train_adam = simulations.optim.Adam steps with η_t = η (1 + cos(π t/T))/2 on the full batch."""
+    d, m1, m2, n, T, lr = 3, 9, 8, 200, 4, 1e-2
+    res = S.train_adam(d, n, 4, m1=m1, m2=m2, n_test=256, max_steps=T, lr=lr, return_network=True)
+    net = S.init_network(d, m1, m2, 4, mup=True)
+    X, y, _ = S.make_problem(d, 4).batch("train", n)
+    m = {k: np.zeros_like(v) for k, v in net.tensors().items()}
+    v = {k: np.zeros_like(w) for k, w in net.tensors().items()}
+    for t in range(1, T + 1):
+        _, G = S.loss_and_gradient(net, X, y)
+        lr_t = 0.5 * lr * (1 + math.cos(math.pi * (t - 1) / T))
+        for k, w in net.tensors().items():
+            m[k] = 0.9 * m[k] + 0.1 * G[k]
+            v[k] = 0.999 * v[k] + 0.001 * G[k] ** 2
+            w -= lr_t * (m[k] / (1 - 0.9**t)) / (np.sqrt(v[k] / (1 - 0.999**t)) + 1e-8)
+    for k, w in net.tensors().items():
+        np.testing.assert_allclose(res.network.tensors()[k], w, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("call, name", [
     (lambda: S.layerwise(0, 100, 10, 10), "d"),
@@ -251,13 +292,19 @@ def test_bad_input(call, name):
         call()
 
 
-def test_simulations_imports_only_functions_from_asymptotics():
+def test_simulations_imports_only_the_shared_base_from_asymptotics():
+    """The simulator sees of asymptotics only the shared base (functions, conventions, validation)."""
     import ast
     import inspect
 
+    base = {"functions", "conventions", "validation"}
     tree = ast.parse(inspect.getsource(S))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("asymptotics"):
-            assert node.module == "asymptotics" and [a.name for a in node.names] == ["functions"]
+            if node.module == "asymptotics":
+                assert {a.name for a in node.names} <= base
+            else:
+                assert node.module.split(".", 1)[1] in base, node.module
         if isinstance(node, ast.Import):
-            assert not any(a.name.startswith("asymptotics") for a in node.names)
+            assert all(a.name.split(".", 1)[0] != "asymptotics" or a.name.split(".", 1)[-1] in base
+                       for a in node.names)
