@@ -1,7 +1,7 @@
 """Two-layer networks after (giant) gradient steps on the first layer: Algorithm 1.
 
-Model (Dandi, Krzakala, Loureiro, Pesce, Stephan, "How two-layer neural networks learn, one
-(giant) step at a time", JMLR 2024; spec ``specs/giant_step.md`` §0-§2, §5)
+Model (Dandi, Krzakala, Loureiro, Pesce, Stephan, "How Two-Layer Neural Networks Learn, One
+(Giant) Step at a Time", JMLR 2024, arXiv:2305.18270; equations in docs/theory/giant_step.md)
 --------------------------------------------------------------------------------------------
 * Inputs z ~ N(0, I_d), samples are rows (a batch Z is n x d).
 * Multi-index target y = g(W* z) + sqrt(noise_var) eps, W* (k x d) with orthonormal rows
@@ -24,8 +24,9 @@ Model (Dandi, Krzakala, Loureiro, Pesce, Stephan, "How two-layer neural networks
       theta = (F^T F/n_ridge + lam I)^{-1} F^T y/n_ridge,   y_hat = F theta.
 
   The paper's lambda_P (its ridge is argmin ||y - X w/sqrt p||^2 + lambda_P ||w||^2) is
-  ``lam = lambda_P * p / n_ridge`` (:func:`lam_from_paper`); the paper's second layer is
-  w = sqrt(p) theta. ``reuse_batch=True`` fits the readout on the last gradient batch
+  ``lam = lambda_P * p / n_ridge`` (:func:`asymptotics.conventions.lam_from_scaled_features`,
+  called by the experiments: the simulator takes the project's lam only); the paper's second
+  layer is w = sqrt(p) theta. ``reuse_batch=True`` fits the readout on the last gradient batch
   instead, as single_step.ipynb does.
 * Test error: mean of (y - y_hat)^2 over ``n_test`` fresh samples (label noise included,
   no factor 1/2). The training error is the same mean over the readout batch.
@@ -37,7 +38,7 @@ Model (Dandi, Krzakala, Loureiro, Pesce, Stephan, "How two-layer neural networks
   never enter anything but the test error (the notebook's test-set leak is not reproduced).
 * ``steps = 0`` is plain random-features ridge regression on sigma(Z W0^T).
 
-Learning rate (spec §2): ``eta`` is either the step size itself (a positive number) or the
+Learning rate: ``eta`` is either the step size itself (a positive number) or the
 name of a rule, with the prefactor ``eta_c`` (defaults in brackets)::
 
     "const":    eta = c p               [c = 2; multiple_steps.ipynb]
@@ -49,7 +50,7 @@ Initialisation: W0 rows i.i.d. N(0, I/d) (``w_init="gauss"``) or uniform on the 
 with fair signs (``forced_signs=m`` forces the first m entries to + and the next m to -, as
 in multiple_steps.ipynb), ``"ones"`` a_j = 1/sqrt(p); or explicit arrays.
 
-Overlaps (spec §4, §6): after every step (and at initialisation) the rows w_j are normalised
+Overlaps: after every step (and at initialisation) the rows w_j are normalised
 and projected on span(W*): ``row_overlaps[j, i] = w_j.theta_i/|w_j|``, ``cosines[j] =
 |P* w_j|/|w_j|`` and ``mean_cosine`` their mean (random level sqrt(k/d)); ``subspace`` is
 the k x k matrix mean_j of (W* w^_j)(W* w^_j)^T, whose eigenvalues say how many directions of
@@ -71,10 +72,12 @@ drawn by ``threads`` threads (default: the BLAS thread limit). On machines with 
 OpenBLAS threads spin ~0.1 s after every product and take a core from that drawing (about 15%
 of the run time at d = 512, p = 1024 on 2 cores).
 
-Randomness and chunking: rows are drawn in fixed blocks of ``block`` rows (default
-:data:`BLOCK`); block b of a batch comes from ``child_rng(seed, purpose, step, b, 0)``
-(inputs, float64) and ``child_rng(seed, purpose, step, b, 1)`` (label noise), with purposes
-teacher, W0, a0, gradient batch t, readout batch, test batch. A batch of n rows is the first
+Randomness and chunking (every generator is :func:`simulations.rng.stream` of the seed and a
+named purpose): W* comes from ``stream(seed, "teacher")``, W0 from ``stream(seed, "first
+layer")``, a0 from ``stream(seed, "second layer")``. Rows are drawn in fixed blocks of ``block``
+rows (default :data:`BLOCK`); block b of a batch comes from ``stream(seed, batch, step, b,
+"inputs")`` (float64) and ``stream(seed, batch, step, b, "label noise")``, with batch
+"gradient batch" (step t), "readout batch" or "test batch" (step 0). A batch of n rows is the first
 n rows of its stream (batches of different n share their first rows). ``chunk`` (rows per
 compute chunk) is rounded down to a multiple of ``block`` and every accumulation is summed
 block by block in block order, so the result is bitwise the same for every chunk size
@@ -87,22 +90,27 @@ error of the test error is ~1e-6, far below its seed-to-seed spread.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
-import re
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from functools import lru_cache
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import sympy
 
 from asymptotics import functions
+from asymptotics.conventions import lam_from_scaled_features
+from asymptotics.functions import TARGETS
+from asymptotics.validation import choice, float_dtype, nonneg_float, nonneg_int, pos_int
 
-from .linalg import check_lams as _check_lams, ridge_from_gram
-from asymptotics.validation import float_dtype as _check_dtype, nonneg_float as _nonneg_float, nonneg_int as _nonneg_int, pos_int as _pos_int
-from .rng import SeedLike, child_rng, seed_sequence
+from .linalg import check_lams, ridge_from_gram
+from .rng import SeedLike, seed_sequence, stream
+from .spec import ModelSpec, register_spec
 
 __all__ = [
     "BLOCK",
@@ -117,6 +125,7 @@ __all__ = [
     "first_layer_gradient",
     "StepOverlap",
     "GiantStepResult",
+    "GiantStepSpec",
     "simulate",
     "giant_step_task",
 ]
@@ -128,29 +137,8 @@ BLOCK = 4096
 _CHUNK_ELEMENTS = 1 << 23
 _EPS = np.finfo(np.float64).eps
 
-# Purposes of the random streams: child_rng(seed, purpose, ...).
-_TEACHER, _W0, _A0, _GD, _RIDGE, _TEST = range(6)
-
-#: Named targets of the spec (§1), all with k = 2 and the committee factor 1/2.
-TARGETS: dict[str, str] = {
-    # T1: sigma*_1 = sigma*_2 = He1 + He2/2 + He4/24 ("hermite1+2+4_norm")
-    "T1": "(h1 + (h1**2 - 1)/2 + (h1**4 - 6*h1**2 + 3)/24"
-          " + h2 + (h2**2 - 1)/2 + (h2**4 - 6*h2**2 + 3)/24)/2",
-    # T2: staircase, sigma*_1 = x + x^2, sigma*_2 = x - x^2
-    "T2": "((h1 + h1**2) + (h2 - h2**2))/2",
-    # T3: sigma*_1 = 4x + x^2, sigma*_2 = x ("stuck" example)
-    "T3": "((4*h1 + h1**2) + h2)/2",
-}
-
-#: Learning-rate rules and their default prefactors (spec §2).
+#: Learning-rate rules and their default prefactors (docs/theory/giant_step.md).
 RULES: dict[str, float] = {"const": 2.0, "sqrt": 1.0, "notebook": 10.0}
-
-_OPTIONS = {
-    "k": None, "noise_var": 0.0, "reuse_batch": False, "n_ridge": None, "w_init": "gauss",
-    "W_star": None, "dtype": "float64", "chunk": None, "block": BLOCK,
-    "prep_estimate": "gradient", "eta_c": None, "forced_signs": 0, "return_weights": False,
-    "threads": None,
-}
 
 
 def _blas_threads() -> int:
@@ -187,7 +175,6 @@ def _activation(a):
 
 
 # =============================================================================== targets
-_H_NAME = re.compile(r"h([1-9]\d*)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,13 +206,6 @@ class TargetFunction:
         return y
 
 
-def _parse_target(text_or_expr) -> sympy.Expr:
-    """sympy expression of a target string/expression in h1..hk (ValueError naming target)."""
-    if isinstance(text_or_expr, str):
-        text_or_expr = TARGETS.get(text_or_expr, text_or_expr)
-    return functions.multi_index_expression(text_or_expr, "target")[0]
-
-
 def make_target(target, k: int | None = None) -> TargetFunction:
     """A :class:`TargetFunction` from a name of :data:`TARGETS`, a string or sympy expression
     in h1..hk, a numpy callable of the (m, k) array h (``k`` required), or a TargetFunction.
@@ -241,7 +221,7 @@ def make_target(target, k: int | None = None) -> TargetFunction:
         if k is None:
             raise ValueError("k: a callable target needs the number of directions k "
                              "(option k=...)")
-        k = _pos_int(k, "k")
+        k = pos_int(k, "k")
         tf = TargetFunction(k, target)
         probe = tf(np.zeros((3, k)))  # shape check now rather than deep in a run
         if not np.all(np.isfinite(probe)):
@@ -250,13 +230,7 @@ def make_target(target, k: int | None = None) -> TargetFunction:
     if not isinstance(target, (str, sympy.Basic)):
         raise ValueError(f"target must be a name {sorted(TARGETS)}, an expression in h1..hk or a "
                          f"callable, got {type(target).__name__}")
-    expr = _parse_target(target)
-    used = max((int(_H_NAME.fullmatch(str(s)).group(1)) for s in expr.free_symbols), default=1)
-    if k is None:
-        k = used
-    k = _pos_int(k, "k")
-    if k < used:
-        raise ValueError(f"k = {k} but the target uses h{used}")
+    expr, k = functions.multi_index_target(target, k, "target")
     syms = [sympy.Symbol(f"h{i}", real=True) for i in range(1, k + 1)]
     fn = sympy.lambdify(syms, expr, modules=["scipy", "numpy"])
     tf = TargetFunction(k, fn, expr, columns=True)
@@ -274,7 +248,7 @@ def make_target(target, k: int | None = None) -> TargetFunction:
 
 # =============================================================================== conventions
 def learning_rate(rule: str, n: int, d: int, p: int, c: float | None = None) -> float:
-    """Step size of a named rule (spec §2): ``const`` c p, ``sqrt`` c p sqrt(n/d),
+    """Step size of a named rule: ``const`` c p, ``sqrt`` c p sqrt(n/d),
     ``notebook`` c sqrt(n p); c defaults to :data:`RULES` [rule] (2, 1, 10)."""
     if rule not in RULES:
         raise ValueError(f"eta: unknown learning-rate rule {rule!r}; known: {sorted(RULES)}")
@@ -289,8 +263,10 @@ def learning_rate(rule: str, n: int, d: int, p: int, c: float | None = None) -> 
 
 
 def lam_from_paper(lam_paper: float, p: int, n_ridge: int) -> float:
-    """The project's lam of the paper's lambda_P: ``lam = lambda_P p / n_ridge`` (spec §0)."""
-    return float(lam_paper) * p / n_ridge
+    """Deprecated: :func:`asymptotics.conventions.lam_from_scaled_features` (lam = lambda_P p / n_ridge)."""
+    warnings.warn("simulations.giant_step.lam_from_paper is deprecated: use "
+                  "asymptotics.conventions.lam_from_scaled_features", DeprecationWarning, stacklevel=2)
+    return lam_from_scaled_features(lam_paper, p, n_ridge)
 
 
 # =============================================================================== problem
@@ -317,13 +293,15 @@ class GiantStepProblem:
     def k(self) -> int:
         return self.target.k
 
-    _KIND = {"gd": _GD, "ridge": _RIDGE, "test": _TEST}
+    #: purpose of the random stream of each kind of batch
+    _KIND = {"gd": "gradient batch", "ridge": "readout batch", "test": "test batch"}
 
-    def _draw(self, purpose: int, step: int, b: int, Z: np.ndarray, eps: np.ndarray) -> None:
-        """Draw the inputs (and label noise) of block b into its rows Z (float64) and eps."""
-        child_rng(self.seed, purpose, step, b, 0).standard_normal(out=Z)
+    def _draw(self, purpose: str, step: int, b: int, Z: np.ndarray, eps: np.ndarray) -> None:
+        """Draw the inputs (and label noise) of block b into its rows Z (float64) and eps:
+        ``stream(seed, purpose, step, b, "inputs")`` and ``(..., "label noise")``."""
+        stream(self.seed, purpose, step, b, "inputs").standard_normal(out=Z)
         if self.noise_var:
-            child_rng(self.seed, purpose, step, b, 1).standard_normal(out=eps)
+            stream(self.seed, purpose, step, b, "label noise").standard_normal(out=eps)
 
     def _labels(self, Z: np.ndarray, eps: np.ndarray) -> np.ndarray:
         y = self.target(Z @ self.W_star.T)
@@ -363,7 +341,7 @@ class GiantStepProblem:
         """The whole batch (Z, y) of a ``kind`` in {"gd", "ridge", "test"} (step t for "gd")."""
         if kind not in self._KIND:
             raise ValueError(f"kind must be one of {sorted(self._KIND)}, got {kind!r}")
-        n = _pos_int(n, "n")
+        n = pos_int(n, "n")
         Z = np.empty((n, self.d))
         y = np.empty(n)
         for start, Zc, yc in self.stream(kind, n, step, chunk=n):
@@ -375,7 +353,7 @@ class GiantStepProblem:
 def _chunk_rows(chunk, block: int, d: int, p: int, n: int, threads: int = 1) -> int:
     if chunk is None:
         chunk = max(threads * block, _CHUNK_ELEMENTS // max(d, p))
-    chunk = _pos_int(chunk, "chunk")
+    chunk = pos_int(chunk, "chunk")
     rows = max(1, chunk // block) * block
     return min(rows, -(-n // block) * block)
 
@@ -391,8 +369,8 @@ def make_problem(target, activation, d: int, p: int, *, seed: SeedLike = 0, a_in
                  w_init="gauss", k: int | None = None, W_star=None, noise_var: float = 0.0,
                  forced_signs: int = 0, block: int = BLOCK) -> GiantStepProblem:
     """Teacher and initial weights of one seed (see the module docstring for the options)."""
-    d = _pos_int(d, "d")
-    p = _pos_int(p, "p")
+    d = pos_int(d, "d")
+    p = pos_int(p, "p")
     if W_star is not None and k is None and not isinstance(target, TargetFunction):
         k = np.shape(W_star)[0] if np.ndim(W_star) == 2 else None
     tf = make_target(target, k)
@@ -401,24 +379,24 @@ def make_problem(target, activation, d: int, p: int, *, seed: SeedLike = 0, a_in
         raise ValueError(f"k = {k} directions do not fit in d = {d} dimensions")
     act = _activation(activation)
     seed = seed_sequence(seed)
-    noise_var = _nonneg_float(noise_var, "noise_var")
-    block = _pos_int(block, "block")
+    noise_var = nonneg_float(noise_var, "noise_var")
+    block = pos_int(block, "block")
     if W_star is None:
-        q, r = np.linalg.qr(child_rng(seed, _TEACHER).standard_normal((d, k)))
+        q, r = np.linalg.qr(stream(seed, "teacher").standard_normal((d, k)))
         W_star = (q * np.sign(np.diag(r))).T.copy()  # unique QR: the law is Haar
     else:
         W_star = _orthonormal_rows(W_star, k, d)
     if isinstance(w_init, str):
         if w_init not in ("gauss", "sphere"):
             raise ValueError(f"w_init must be 'gauss', 'sphere' or a (p, d) array, got {w_init!r}")
-        W0 = child_rng(seed, _W0).standard_normal((p, d)) / math.sqrt(d)
+        W0 = stream(seed, "first layer").standard_normal((p, d)) / math.sqrt(d)
         if w_init == "sphere":
             W0 /= np.linalg.norm(W0, axis=1, keepdims=True)
     else:
         W0 = _real_array(w_init, "w_init", (p, d))
-    forced = _nonneg_int(forced_signs, "forced_signs")
+    forced = nonneg_int(forced_signs, "forced_signs")
     if isinstance(a_init, str):
-        rng = child_rng(seed, _A0)
+        rng = stream(seed, "second layer")
         if a_init == "gauss":
             a0 = rng.standard_normal(p) / math.sqrt(p)
         elif a_init == "pm1":
@@ -507,8 +485,8 @@ def first_layer_gradient(W, a, Z, y, activation, *, dtype="float64", chunk: int 
         raise ValueError(f"Z must be an (n, {d}) array, got shape {Z.shape}")
     n = Z.shape[0]
     y = _real_array(y, "y", (n,))
-    dt = _check_dtype(dtype)
-    block = _pos_int(block, "block")
+    dt = float_dtype(dtype)
+    block = pos_int(block, "block")
     rows = _chunk_rows(chunk, block, d, p, n)
     work = _Work(rows, d, p, dt)
     Wc_t = W.astype(dt).T
@@ -573,11 +551,6 @@ def _gram(problem, W, kind, step, n, prep, work, chunk):
             b += Fb.T @ yc[s:e]
             sy2 += float(yt[s:e] @ yt[s:e])
     return K, b, sy2
-
-
-def _solve(K, b, sy2, n, lams):
-    """θ(λ) = (K/n + λ)⁻¹ b/n for every λ, and the training errors (:func:`ridge_from_gram`)."""
-    return ridge_from_gram(K / n, b / n, lams, sy2 / n, n=n)
 
 
 def _test_errors(problem, W, theta, prep, n_test, work, chunk) -> np.ndarray:
@@ -719,13 +692,14 @@ def simulate(target, activation, d: int, p: int, n: int, steps: int, eta, lam, n
     eta : step size (> 0 when steps >= 1) or a rule name "const" | "sqrt" | "notebook"
         (prefactor ``eta_c``; see :func:`learning_rate`). Ignored when steps = 0.
     lam : ridge lam >= 0 in the project convention (scalar, or a 1-D grid: then the errors
-        are arrays). The paper's lambda_P is lam = lambda_P p / n_ridge.
+        are arrays). The paper's lambda_P is lam = lambda_P p / n_ridge
+        (:func:`asymptotics.conventions.lam_from_scaled_features`, called by the experiments).
     n_test : fresh test samples.
     a_init : "gauss" | "pm1" | "ones" | (p,) array: the fixed second layer a0.
     preprocess : remove the empirical first Hermite component A + B^T z (module docstring).
     seed : int, sequence of ints or numpy SeedSequence.
 
-    Options
+    Options (the fields of :class:`GiantStepSpec` after ``preprocess``, same defaults)
     -------
     k : number of directions (callable targets; default for expressions: largest index).
     noise_var : label-noise variance (default 0).
@@ -750,112 +724,263 @@ def simulate(target, activation, d: int, p: int, n: int, steps: int, eta, lam, n
     :class:`GiantStepResult`.
     """
     t0 = time.perf_counter()
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"simulate() got unknown option(s) {unknown}; known: {sorted(_OPTIONS)}")
-    opt = {**_OPTIONS, **options}
-    d = _pos_int(d, "d")
-    p = _pos_int(p, "p")
-    n = _pos_int(n, "n")
-    n_test = _pos_int(n_test, "n_test")
-    steps = _nonneg_int(steps, "steps")
-    scalar_lam = np.ndim(lam) == 0
-    try:
-        lams = _check_lams(np.atleast_1d(np.asarray(lam, dtype=np.float64)))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"lam: {exc}") from None
-    if not isinstance(preprocess, (bool, np.bool_)):
-        raise ValueError(f"preprocess must be True or False, got {preprocess!r}")
-    reuse = opt["reuse_batch"]
-    if not isinstance(reuse, (bool, np.bool_)):
-        raise ValueError(f"reuse_batch must be True or False, got {reuse!r}")
-    n_ridge = n if opt["n_ridge"] is None else _pos_int(opt["n_ridge"], "n_ridge")
-    if reuse and n_ridge != n:
-        raise ValueError(f"n_ridge = {n_ridge} must equal n = {n} with reuse_batch=True")
-    if opt["prep_estimate"] not in ("gradient", "ridge"):
-        raise ValueError(f"prep_estimate must be 'gradient' or 'ridge', got {opt['prep_estimate']!r}")
-    dtype = _check_dtype(opt["dtype"])
-    eta_value = None
-    if steps >= 1:
-        if isinstance(eta, str):
-            eta_value = learning_rate(eta, n, d, p, opt["eta_c"])
-        elif isinstance(eta, (bool, np.bool_)) or not isinstance(eta, numbers.Real):
-            raise ValueError(f"eta must be a number > 0 or a rule in {sorted(RULES)}, got {eta!r}")
-        else:
-            if opt["eta_c"] is not None:
-                raise ValueError("eta_c is the prefactor of a named rule; eta is a number here")
-            eta_value = float(eta)
-        if not (math.isfinite(eta_value) and eta_value > 0):
-            raise ValueError(f"eta must be > 0 (and finite) when steps >= 1, got {eta!r}")
-    return_weights = bool(opt["return_weights"])
-    problem = make_problem(target, activation, d, p, seed=seed, a_init=a_init, w_init=opt["w_init"],
-                           k=opt["k"], W_star=opt["W_star"], noise_var=opt["noise_var"],
-                           forced_signs=opt["forced_signs"], block=opt["block"])
-    threads = _blas_threads() if opt["threads"] is None else _pos_int(opt["threads"], "threads")
-    rows = _chunk_rows(opt["chunk"], problem.block, d, p, max(n, n_ridge, n_test), threads)
+    run = _check_run(d, p, n, steps, eta, lam, n_test, preprocess, options)
+    problem = make_problem(target, activation, run.d, run.p, seed=seed, a_init=a_init, **run.problem_options)
+    threads = _blas_threads() if run.threads is None else run.threads
+    rows = _chunk_rows(run.chunk, problem.block, run.d, run.p, max(run.n, run.n_ridge, run.n_test), threads)
     pool = ThreadPoolExecutor(threads) if threads > 1 and rows > problem.block else None
     try:
-        work = _Work(rows, d, p, dtype, pool)
-        W, overlaps, prep = _first_layer(problem, steps, eta_value, n, preprocess, work, rows)
-        # ---- readout batch and its preprocessing estimates
-        if reuse and steps >= 1:
-            kind, rstep = "gd", steps - 1
-        else:
-            kind, rstep = "ridge", 0
-        # (with reuse_batch the last gradient batch IS the readout batch: its (A, B) are kept)
-        if preprocess and (steps == 0 or (kind == "ridge" and opt["prep_estimate"] == "ridge")):
-            prep = _linear_part(problem, kind, rstep, n_ridge, rows, pool)
-        K, b, sy2 = _gram(problem, W, kind, rstep, n_ridge, prep, work, rows)
-        theta, train = _solve(K, b, sy2, n_ridge, lams)
-        test = _test_errors(problem, W, theta, prep, n_test, work, rows)
+        work = _Work(rows, run.d, run.p, run.dtype, pool)
+        out = _algorithm_1(problem, run, work, rows)
     finally:
         if pool is not None:
             pool.shutdown()
+    return _result(problem, run, *out, wall_time=time.perf_counter() - t0)
 
-    if scalar_lam:
-        test_out, train_out, lam_out, theta = float(test[0]), float(train[0]), float(lams[0]), theta[:, 0]
+
+@dataclass(frozen=True)
+class _Run:
+    """The checked arguments of one :func:`simulate` call (everything but the problem)."""
+
+    d: int
+    p: int
+    n: int
+    n_test: int
+    steps: int
+    eta: float | None
+    lams: np.ndarray
+    scalar_lam: bool
+    preprocess: bool
+    reuse: bool
+    n_ridge: int
+    prep_estimate: str
+    dtype: np.dtype
+    threads: int | None
+    chunk: int | None
+    return_weights: bool
+    problem_options: dict
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_eta(eta, eta_c, steps: int, n: int, d: int, p: int) -> float | None:
+    """The step size: a positive number, or a rule of :data:`RULES` (None when steps = 0)."""
+    if steps == 0:
+        return None
+    if isinstance(eta, str):
+        value = learning_rate(eta, n, d, p, eta_c)
+    elif isinstance(eta, (bool, np.bool_)) or not isinstance(eta, numbers.Real):
+        raise ValueError(f"eta must be a number > 0 or a rule in {sorted(RULES)}, got {eta!r}")
     else:
-        test_out, train_out, lam_out = test, train, lams
+        if eta_c is not None:
+            raise ValueError("eta_c is the prefactor of a named rule; eta is a number here")
+        value = float(eta)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"eta must be > 0 (and finite) when steps >= 1, got {eta!r}")
+    return value
+
+
+def _check_run(d, p, n, steps, eta, lam, n_test, preprocess, options: dict) -> _Run:
+    """Argument checks of :func:`simulate` (the options and their defaults are the fields of
+    :class:`GiantStepSpec`); the target and the initialisation are checked by :func:`make_problem`."""
+    defaults = _option_defaults()
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"simulate() got unknown option(s) {unknown}; known: {sorted(defaults)}")
+    opt = {**defaults, **options}
+    d, p, n = pos_int(d, "d"), pos_int(p, "p"), pos_int(n, "n")
+    n_test, steps = pos_int(n_test, "n_test"), nonneg_int(steps, "steps")
+    try:
+        lams = check_lams(np.atleast_1d(np.asarray(lam, dtype=np.float64)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"lam: {exc}") from None
+    preprocess, reuse = _flag(preprocess, "preprocess"), _flag(opt["reuse_batch"], "reuse_batch")
+    n_ridge = n if opt["n_ridge"] is None else pos_int(opt["n_ridge"], "n_ridge")
+    if reuse and n_ridge != n:
+        raise ValueError(f"n_ridge = {n_ridge} must equal n = {n} with reuse_batch=True")
+    choice(opt["prep_estimate"], "prep_estimate", ("gradient", "ridge"))
+    problem_options = {name: opt[name] for name in ("w_init", "k", "W_star", "noise_var", "forced_signs", "block")}
+    return _Run(d, p, n, n_test, steps, _check_eta(eta, opt["eta_c"], steps, n, d, p), lams, np.ndim(lam) == 0,
+                preprocess, reuse, n_ridge, opt["prep_estimate"], float_dtype(opt["dtype"]),
+                None if opt["threads"] is None else pos_int(opt["threads"], "threads"),
+                None if opt["chunk"] is None else pos_int(opt["chunk"], "chunk"), bool(opt["return_weights"]),
+                problem_options)
+
+
+def _algorithm_1(problem: GiantStepProblem, run: _Run, work: _Work, rows: int):
+    """The T steps, the readout θ(λ) = (K/n_ridge + λ)⁻¹ b/n_ridge on its batch, the test errors.
+
+    Returns (W_T, overlaps, (A, B) or None, θ (p, L), training errors (L,), test errors (L,)).
+    """
+    W, overlaps, prep = _first_layer(problem, run.steps, run.eta, run.n, run.preprocess, work, rows)
+    # readout batch: with reuse_batch the last gradient batch IS the readout batch (its (A, B) are kept)
+    kind, rstep = ("gd", run.steps - 1) if run.reuse and run.steps >= 1 else ("ridge", 0)
+    if run.preprocess and (run.steps == 0 or (kind == "ridge" and run.prep_estimate == "ridge")):
+        prep = _linear_part(problem, kind, rstep, run.n_ridge, rows, work.pool)
+    K, b, sy2 = _gram(problem, W, kind, rstep, run.n_ridge, prep, work, rows)
+    m = run.n_ridge
+    theta, train = ridge_from_gram(K / m, b / m, run.lams, sy2 / m, n=m)
+    test = _test_errors(problem, W, theta, prep, run.n_test, work, rows)
+    return W, overlaps, prep, theta, train, test
+
+
+def _result(problem, run: _Run, W, overlaps, prep, theta, train, test, *, wall_time: float) -> GiantStepResult:
+    if run.scalar_lam:
+        test, train, lam, theta = float(test[0]), float(train[0]), float(run.lams[0]), theta[:, 0]
+    else:
+        lam = run.lams
+    keep = run.return_weights
     return GiantStepResult(
-        test_out, train_out, lam_out, eta_value, tuple(overlaps), n, n_ridge, n_test, steps, d, p,
-        problem.k, prep, theta,
-        W if return_weights else None, problem.a0 if return_weights else None,
-        problem.W_star if return_weights else None, time.perf_counter() - t0)
+        test, train, lam, run.eta, tuple(overlaps), run.n, run.n_ridge, run.n_test, run.steps, run.d, run.p,
+        problem.k, prep, theta, W if keep else None, problem.a0 if keep else None,
+        problem.W_star if keep else None, wall_time)
 
 
 # =============================================================================== sweep task
-_TASK_KEYS = {"target", "activation", "d", "p", "n", "steps", "eta", "lam", "lam_paper", "n_test",
-              "a_init", "preprocess", "rows"} | set(_OPTIONS)
+def _frozen(value, name: str):
+    """A string, None, or a (nested) real array as nested tuples of floats (JSON-able spec field)."""
+    if value is None or isinstance(value, str):
+        return value
+    arr = np.asarray(value)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a name or a real array, got {value!r}")
+    return _to_tuple(arr.astype(np.float64).tolist())
 
 
-def giant_step_task(params: dict, seed: np.random.SeedSequence) -> dict:
-    """One sweep point for :func:`simulations.sweep.run_sweep`.
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
 
-    ``params`` (JSON-like): the arguments of :func:`simulate` by name (``target`` a name of
-    :data:`TARGETS` or an expression string, ``activation`` a registered name, ``eta`` a
-    number or rule name, ``a_init`` a string) and its options; the ridge strength either as
-    ``lam`` (project convention) or ``lam_paper`` (the paper's lambda_P, converted here as
-    lam = lambda_P p / n_ridge). ``"rows": true`` also returns the per-neuron overlaps.
-    Returns :meth:`GiantStepResult.summary` (+ ``row_overlaps`` (T+1, p, k) and
-    ``gradient_overlaps`` (T, p, k) with rows).
+
+def _thawed(value):
+    return np.array(value, dtype=np.float64) if isinstance(value, tuple) else value
+
+
+@register_spec
+@dataclass(frozen=True)
+class GiantStepSpec(ModelSpec):
+    """One parameter point of Algorithm 1 (:func:`simulate`): its arguments and options by name.
+
+    ``target`` is a name of :data:`TARGETS` or an expression string in h1..hk, ``activation`` a
+    registered name, ``eta`` a number or a rule name, ``lam`` the project's λ (a number or a
+    tuple: a grid); arrays (``a_init``, ``w_init``, ``W_star``) are held as nested tuples.
+    ``rows=True`` makes :func:`giant_step_task` also return the per-neuron overlaps. The fields
+    after ``preprocess`` (except ``rows``) are the options of :func:`simulate`, with their
+    defaults. Validated once, at construction (by the checks of :func:`simulate`).
     """
-    unknown = sorted(set(params) - _TASK_KEYS)
-    if unknown:
-        raise ValueError(f"giant_step_task: unknown parameter(s) {unknown}")
-    kw = dict(params)
-    rows = bool(kw.pop("rows", False))
-    if ("lam" in kw) == ("lam_paper" in kw):
-        raise ValueError("giant_step_task needs exactly one of 'lam' and 'lam_paper'")
-    if "lam_paper" in kw:
-        lp = kw.pop("lam_paper")
-        n_ridge = kw.get("n_ridge") or kw["n"]
-        kw["lam"] = np.asarray(lp, dtype=np.float64) * kw["p"] / n_ridge
-        if np.ndim(lp) == 0:
-            kw["lam"] = float(kw["lam"])
-    kw.setdefault("eta", None)
-    res = simulate(seed=seed, **kw)
+
+    kind: ClassVar[str] = "giant_step"
+    target: str
+    activation: str
+    d: int
+    p: int
+    n: int
+    steps: int
+    lam: Any
+    n_test: int
+    eta: Any = None
+    a_init: Any = "gauss"
+    preprocess: bool = False
+    rows: bool = False
+    k: int | None = None
+    noise_var: float = 0.0
+    reuse_batch: bool = False
+    n_ridge: int | None = None
+    w_init: Any = "gauss"
+    W_star: Any = None
+    dtype: str = "float64"
+    chunk: int | None = None
+    block: int = BLOCK
+    prep_estimate: str = "gradient"
+    eta_c: float | None = None
+    forced_signs: int = 0
+    return_weights: bool = False
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.target, str):
+            raise ValueError(f"target must be a name of TARGETS or an expression string, got {self.target!r}")
+        if not isinstance(self.activation, str):
+            raise ValueError(f"activation must be a registered name, got {self.activation!r}")
+        _activation(self.activation)
+        functions.multi_index_target(self.target, self.k)
+        for name in ("a_init", "w_init", "W_star"):
+            self._set(name, _frozen(getattr(self, name), name))
+        lam = np.asarray(self.lam, dtype=np.float64) if not isinstance(self.lam, str) else self.lam
+        self._set("lam", float(lam) if np.ndim(lam) == 0 else _to_tuple(np.asarray(lam).tolist()))
+        run = _check_run(self.d, self.p, self.n, self.steps, self.eta, self.lam, self.n_test, self.preprocess,
+                         self.options())
+        for name in ("d", "p", "n", "n_test", "steps", "preprocess", "threads", "chunk", "return_weights"):
+            self._set(name, getattr(run, name))
+        self._set("reuse_batch", run.reuse)
+        self._set("rows", _flag(self.rows, "rows"))
+        self._set("dtype", str(run.dtype))
+        self._set("noise_var", nonneg_float(self.noise_var, "noise_var"))
+        self._set("block", pos_int(self.block, "block"))
+        self._set("forced_signs", nonneg_int(self.forced_signs, "forced_signs"))
+        if isinstance(self.eta, numbers.Real) and not isinstance(self.eta, (bool, np.bool_)):
+            self._set("eta", float(self.eta))
+        for name in ("k", "n_ridge"):
+            if getattr(self, name) is not None:
+                self._set(name, pos_int(getattr(self, name), name))
+        if self.eta_c is not None:
+            self._set("eta_c", float(self.eta_c))
+
+    def options(self) -> dict:
+        """The options of :func:`simulate` (the fields after ``preprocess``, ``rows`` excepted)."""
+        return {name: _thawed(getattr(self, name)) for name in _option_defaults()}
+
+    def arguments(self) -> dict:
+        """Keyword arguments of :func:`simulate` (arrays back from tuples), seed excepted."""
+        main = {name: _thawed(getattr(self, name)) for name in _SIMULATE_ARGUMENTS}
+        return {**main, **self.options()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GiantStepSpec":
+        """Also accepts the old task dict with ``lam_paper`` (deprecated: the paper's λ_P,
+        converted by :func:`asymptotics.conventions.lam_from_scaled_features` with n_ridge)."""
+        data = dict(data)
+        if ("lam" in data) == ("lam_paper" in data):
+            raise ValueError("giant_step_task needs exactly one of 'lam' and 'lam_paper'")
+        if "lam_paper" in data:
+            warnings.warn("the 'lam_paper' task parameter is deprecated: give the project's 'lam' "
+                          "(asymptotics.conventions.lam_from_scaled_features(lam_paper, p, n_ridge))",
+                          DeprecationWarning, stacklevel=3)
+            n_ridge = data.get("n_ridge") or data.get("n")
+            data["lam"] = lam_from_scaled_features(data.pop("lam_paper"), data.get("p"), n_ridge)
+        return super().from_dict(data)
+
+
+_SIMULATE_ARGUMENTS = ("target", "activation", "d", "p", "n", "steps", "eta", "lam", "n_test", "a_init",
+                       "preprocess")
+
+
+@lru_cache(maxsize=1)
+def _option_names() -> tuple:
+    skip = set(_SIMULATE_ARGUMENTS) | {"rows"}
+    return tuple(f.name for f in dataclasses.fields(GiantStepSpec) if f.name not in skip)
+
+
+def _option_defaults() -> dict:
+    """{option: default} of :func:`simulate`: the fields of :class:`GiantStepSpec` (one list)."""
+    fields = {f.name: f.default for f in dataclasses.fields(GiantStepSpec)}
+    return {name: fields[name] for name in _option_names()}
+
+
+def giant_step_task(spec: GiantStepSpec | dict, seed: np.random.SeedSequence) -> dict:
+    """One sweep point for :func:`simulations.sweep.run_sweep`: :func:`simulate` of a
+    :class:`GiantStepSpec` (or of the equivalent dict: ``GiantStepSpec.from_dict``) with the
+    task's seed. Returns :meth:`GiantStepResult.summary` (+ ``row_overlaps`` (T+1, p, k) and
+    ``gradient_overlaps`` (T, p, k) with ``rows``).
+    """
+    if isinstance(spec, dict):
+        spec = GiantStepSpec.from_dict(spec)
+    res = simulate(seed=seed, **spec.arguments())
     out = res.summary()
-    if rows:
+    if spec.rows:
         out["row_overlaps"] = np.array([o.row_overlaps for o in res.overlaps])
         out["gradient_overlaps"] = np.array([o.gradient_overlaps for o in res.overlaps[1:]]).reshape(
             res.steps, res.p, res.k)

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from asymptotics import functions
+from asymptotics.conventions import lam_from_scaled_features
 from simulations.giant_step import (
     RULES,
     TARGETS,
+    GiantStepSpec,
     first_layer_gradient,
     giant_step_task,
     lam_from_paper,
@@ -17,6 +19,7 @@ from simulations.giant_step import (
     simulate,
 )
 from simulations.ridge import ridge_path
+from simulations.spec import spec_from_json
 from simulations.sweep import run_sweep
 
 
@@ -205,7 +208,8 @@ def test_one_giant_step_learns_the_direction():
         err1.append(gd.test_error)
     random_level = math.sqrt(1 / d)
     assert np.mean(cos0) == pytest.approx(random_level, rel=0.3)
-    # one-step theory (spec §3a, a = +-1/sqrt p, eta~ = 14): cos ~ 0.79; gauss a0 is a bit lower
+    # one-step cosine (docs/theory/giant_step.md, a = +-1/sqrt p, eta~ = 14): cos ~ 0.79; gauss a0
+    # is a bit lower
     assert np.mean(cos1) > 5 * random_level
     assert np.mean(err1) < 0.7 * np.mean(err0)
     assert gd.gradient_mean_cosines[0] > 3 * random_level
@@ -214,12 +218,13 @@ def test_one_giant_step_learns_the_direction():
     assert sub.shape == (1, 1) and sub[0, 0] == pytest.approx(np.mean(gd.overlaps[1].cosines ** 2))
 
 
-def test_t1_learning_curve_point_agrees_with_spec():
-    """Spec §6: T1, gauss a0, eta = 10 sqrt(np), d = 64, p = 128, n = 1024, T = 1:
+def test_t1_learning_curve_point_agrees_with_the_reference_run():
+    """Reference run of the paper's notebook setting (independent numpy implementation): T1,
+    gauss a0, eta = 10 sqrt(np), d = 64, p = 128, n = 1024, T = 1, lambda_P = 1:
     E_test = 0.2222 +- 0.0127 over 10 seeds; mean row cosine 0.861."""
     errs, cos = [], []
     for seed in range(6):
-        r = simulate("T1", "relu", 64, 128, 1024, 1, "notebook", lam_from_paper(1.0, 128, 1024),
+        r = simulate("T1", "relu", 64, 128, 1024, 1, "notebook", lam_from_scaled_features(1.0, 128, 1024),
                      10000, seed=seed, dtype="float32")
         errs.append(r.test_error)
         cos.append(r.mean_cosines[1])
@@ -258,7 +263,8 @@ def test_learning_rate_rules():
     assert set(RULES) == {"const", "sqrt", "notebook"}
     r = simulate("h1", "relu", 8, 16, 32, 1, "sqrt", 0.1, 50, eta_c=0.5)
     assert r.eta == pytest.approx(0.5 * 16 * 2)
-    assert lam_from_paper(1.0, 1024, 4096) == 0.25
+    with pytest.warns(DeprecationWarning, match="lam_from_scaled_features"):
+        assert lam_from_paper(1.0, 1024, 4096) == 0.25
 
 
 def test_pm1_forced_signs():
@@ -270,8 +276,8 @@ def test_pm1_forced_signs():
 
 
 def test_sweep_task():
-    params = [{"target": "T1", "activation": "relu", "d": 16, "p": 32, "n": 64, "steps": 2,
-               "eta": "sqrt", "lam_paper": 1.0, "n_test": 100, "a_init": "gauss", "rows": True}]
+    params = [GiantStepSpec(target="T1", activation="relu", d=16, p=32, n=64, steps=2, eta="sqrt",
+                            lam=lam_from_scaled_features(1.0, 32, 64), n_test=100, a_init="gauss", rows=True)]
     out = run_sweep(giant_step_task, params, 2, experiment="gs-test", quiet=True)
     r0, r1 = out.results
     assert r0["test_error"].shape == () and r0["mean_cosine"].shape == (3,)
@@ -283,6 +289,42 @@ def test_sweep_task():
     ref = simulate("T1", "relu", 16, 32, 64, 2, "sqrt", 32 / 64, 100,
                    seed=task_seed(0, "gs-test", params[0], seed.seed_index))
     assert float(r0["test_error"]) == ref.test_error
+
+
+def test_sweep_task_accepts_the_old_dict_form():
+    """The dict of earlier releases (with the deprecated ``lam_paper`` = the paper's lambda_P) is
+    the same task as its spec."""
+    old = {"target": "T1", "activation": "relu", "d": 16, "p": 32, "n": 64, "steps": 2, "eta": "sqrt",
+           "lam_paper": 1.0, "n_test": 100, "a_init": "gauss", "rows": True}
+    seed = np.random.SeedSequence(3)
+    with pytest.warns(DeprecationWarning, match="lam_paper"):
+        a = giant_step_task(old, seed)
+    spec = GiantStepSpec(**{**{k: v for k, v in old.items() if k != "lam_paper"}, "lam": 0.5})
+    b = giant_step_task(spec, seed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    with pytest.warns(DeprecationWarning):
+        assert GiantStepSpec.from_dict(old) == spec
+    with pytest.raises(ValueError, match="exactly one"):
+        GiantStepSpec.from_dict({**old, "lam": 0.5})
+    with pytest.raises(ValueError, match="colour"):
+        giant_step_task({**spec.to_dict(), "colour": 1}, seed)
+
+
+def test_spec_validates_once_and_round_trips():
+    spec = GiantStepSpec(target="h1 + h2", activation="relu", d=np.int64(8), p=12, n=20, steps=1, eta=5,
+                         lam=np.array([0.0, 0.1]), n_test=10, W_star=np.eye(2, 8), dtype=np.float32)
+    assert spec.d == 8 and type(spec.d) is int and spec.eta == 5.0 and spec.lam == (0.0, 0.1)
+    assert spec.W_star == tuple(tuple(r) for r in np.eye(2, 8).tolist()) and spec.dtype == "float32"
+    assert spec_from_json(spec.to_json()) == spec
+    assert spec.replace(n=21).key() != spec.key()
+    res = simulate(seed=1, **spec.arguments())
+    assert res.test_error.shape == (2,)
+    for change, match in [({"eta": None}, "eta"), ({"n": 0}, "n"), ({"target": "h3", "k": 2}, "k"),
+                          ({"activation": "nope"}, "activation"), ({"dtype": "float16"}, "dtype"),
+                          ({"reuse_batch": True, "n_ridge": 30}, "n_ridge"), ({"lam": -1.0}, "lam")]:
+        with pytest.raises(ValueError, match=match):
+            spec.replace(**change)
 
 
 # --------------------------------------------------------------------------- bad inputs
