@@ -1,6 +1,6 @@
 """Benchmark: Algorithm 1 (one giant step + ridge readout) at the paper's largest point.
 
-Point (single_step.ipynb, spec §4): target T1 (committee of He1 + He2/2 + He4/24), ReLU student,
+Point (single_step.ipynb; docs/theory/giant_step.md): target T1 (committee of He1 + He2/2 + He4/24), ReLU student,
 d = 512, p = 1024, n = 2^18 = 262144, T = 1 step with eta = 10 sqrt(n p), a0 ~ N(0, 1/p),
 preprocessing (first Hermite component removed), lambda_P = 1 (lam = p/n), n_test = 10^5.
 
@@ -120,11 +120,12 @@ def notebook_baseline(d, p, n, n_test, seed):
 
 
 def _run_ours(d, p, n, n_test, dtype, seeds):
-    from simulations.giant_step import lam_from_paper, simulate
+    from asymptotics.conventions import lam_from_scaled_features
+    from simulations.giant_step import simulate
 
     kw = dict(target="T1", activation="relu", d=d, p=p, n=n, steps=1, eta="notebook",
-              lam=lam_from_paper(1.0, p, n), n_test=n_test, preprocess=True, dtype=dtype)
-    simulate(**{**kw, "n": 4096, "n_test": 4096, "lam": lam_from_paper(1.0, p, 4096)})  # warm-up
+              lam=lam_from_scaled_features(1.0, p, n), n_test=n_test, preprocess=True, dtype=dtype)
+    simulate(**{**kw, "n": 4096, "n_test": 4096, "lam": lam_from_scaled_features(1.0, p, 4096)})  # warm-up
     times, errors = [], []
     for s in seeds:
         t = time.perf_counter()

@@ -31,7 +31,7 @@ def stairway(tmp_path_factory):
 
 
 def test_stairway_one_step_beats_random_features(stairway):
-    """Spec §6 (i): one giant step is better than random features at every n, for both targets."""
+    """One giant step is better than random features at every n, for both targets."""
     _, meta = stairway
     for target in ("T1", "T2"):
         assert meta["notes"][target]["T=1 below random features at every n"]
@@ -73,10 +73,10 @@ def test_orientation_staircase_and_stuck(tmp_path):
     assert notes["T3"]["staircase dimensions after steps 1, 2 (leap rule, tol 0.02)"] == [1, 1]
 
 
-def test_preprocessing_matches_the_spec_reference_runs(tmp_path):
+def test_preprocessing_matches_the_reference_runs(tmp_path):
     notes = experiments.run("giant-step-preprocessing", quick=True, out=tmp_path)["notes"]
     assert notes["preprocessing helps at the largest n"]
-    checks = notes["spec §6 reference checks (z with both standard errors)"]
+    checks = notes["reference checks (z with both standard errors)"]
     assert len(checks) == 6
     assert all(abs(c["z"]) < 3.5 for c in checks.values())
 

@@ -5,10 +5,10 @@ staircase of learned directions, the one-step cosine) and :mod:`asymptotics.spik
 ridge error after one step). Simulation: :func:`simulations.giant_step.giant_step_task`.
 
 λ conventions: the paper's ridge is argmin ‖y − Xw/√p‖² + λ_P‖w‖² on X = σ(ZWᵀ); this project's
-mean-loss λ on F = σ(ZWᵀ) is λ = λ_P · p / n_ridge. The tasks receive ``lam_paper`` = λ_P and
-convert it in :func:`simulations.giant_step.giant_step_task` (the one place).
-Learning rates are η = η̃ p ("const", η̃ = c), η = c p √(n/d) ("sqrt") or η = c √(n p)
-("notebook"), spec §2.
+mean-loss λ on F = σ(ZWᵀ) is λ = λ_P · p / n_ridge. The experiments state λ_P (as the paper) and
+convert here, with :func:`asymptotics.conventions.lam_from_scaled_features`; simulator and theory
+take the project's λ only. Learning rates are η = η̃ p ("const", η̃ = c), η = c p √(n/d) ("sqrt")
+or η = c √(n p) ("notebook"). Equations: ``docs/theory/giant_step.md``.
 """
 from __future__ import annotations
 
@@ -16,22 +16,25 @@ import math
 
 import numpy as np
 
-from simulations.giant_step import TARGETS, giant_step_task
+from simulations.giant_step import GiantStepSpec, giant_step_task
 
 from ..compare import Panel, Series
+from ..conventions import CONVENTIONS, lam_from_scaled_features
 from ..giant_step import MultiIndexTarget, one_step_cosine
 from . import ExperimentOutput, InputError, Sweeper, register
 
-LAMBDA_CONVENTION = "paper: argmin ‖y − Xw/√p‖² + λ_P‖w‖²; project λ = λ_P p / n_ridge"
+LAMBDA_CONVENTION = CONVENTIONS["scaled_features"]
 
 
-def _target(name: str) -> MultiIndexTarget:
-    return MultiIndexTarget(TARGETS.get(name, name))
+def _spec(*, lam_paper: float, **fields) -> GiantStepSpec:
+    """The simulator's spec of one point, the paper's λ_P converted to the project's λ = λ_P p/n_ridge."""
+    n_ridge = fields.get("n_ridge") or fields["n"]
+    return GiantStepSpec(lam=lam_from_scaled_features(lam_paper, fields["p"], n_ridge), **fields)
 
 
 def _plateaus(name: str) -> dict:
-    """Var y, the linear-kernel error and the plateau after each staircase step (spec §3c)."""
-    t = _target(name)
+    """Var y, the linear-kernel error and the plateau after each staircase step (docs/theory/giant_step.md)."""
+    t = MultiIndexTarget(name)
     out = {"Var y": t.variance(), "linear kernel": t.plateau_error(None)}
     dim = -1
     for i, U in enumerate(t.staircase(2, tol=0.02), start=1):
@@ -40,11 +43,6 @@ def _plateaus(name: str) -> dict:
             value = t.plateau_error(U)
             out[f"plateau after {i} step{'s' if i > 1 else ''} (dim {dim})"] = 0.0 if abs(value) < 1e-12 else value
     return out
-
-
-def _mean_std(values) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(values, dtype=float)
-    return a.mean(axis=-1), (a.std(axis=-1, ddof=1) if a.shape[-1] > 1 else np.zeros(a.shape[:-1]))
 
 
 def _hlines(panel: str, x, levels: dict, styles=(":", "--", "-.", (0, (1, 3)))) -> list[Series]:
@@ -72,13 +70,12 @@ def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     for name, ylim in (("T1", (0.0, 0.85)), ("T2", (0.0, 1.65))):
         panels.append(Panel(name, "κ = log n / log d", "test error", xscale="linear", yscale="linear",
                             ylim=ylim, title=f"target {name}, ReLU, d = {d}, p = {p}"))
-        params = [dict(common, target=name, n=int(n), steps=T) for T in s["steps"] for n in ns]
-        res = sweep(giant_step_task, params)
-        err = np.array([[r["test_error"] for r in per] for per in res]).reshape(len(s["steps"]), len(ns), -1)
-        mean, std = _mean_std(err)
+        specs = [_spec(**common, target=name, n=int(n), steps=T) for T in s["steps"] for n in ns]
+        err = sweep.stack(giant_step_task, specs, "test_error")
+        mean, std = (a.reshape(len(s["steps"]), len(ns)) for a in (err.mean, err.std))
         for i, T in enumerate(s["steps"]):
             series.append(Series(panel=name, name="random features (T = 0)" if T == 0 else f"T = {T}",
-                                 sim_x=kap, sim_mean=mean[i], sim_std=std[i], n_seeds=err.shape[-1],
+                                 sim_x=kap, sim_mean=mean[i], sim_std=std[i], n_seeds=err.n,
                                  style={"marker": "s" if T == 0 else "o"}))
         levels = _plateaus(name)
         series += _hlines(name, kap, levels)
@@ -92,12 +89,12 @@ def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                             parameters={**{k: v for k, v in s.items() if k != "kappas"}, "ns": ns.tolist(),
                                         "kappas": kap.tolist(), "activation": "relu", "a_init": "gauss",
                                         "eta_rule": "sqrt (η = p √(n/d)); the paper's value is not recoverable "
-                                                    "(spec §2, [U])",
+                                                    "(docs/theory/giant_step.md)",
                                         "lam_paper": 1.0, "lambda_convention": LAMBDA_CONVENTION},
                             notes=notes)
 
 
-# ----------------------------------------------------------------------------- one-step cosine (§3a)
+# ----------------------------------------------------------------------------- one-step cosine
 def _cos_finite_d(cos: np.ndarray, k: int, d: int) -> np.ndarray:
     """The d → ∞ cosine with the random initial overlap added: |P*w|² gains (k/d)(|w|² − signal²),
     so cos_d² = cos² + (k/d)(1 − cos²)."""
@@ -105,7 +102,7 @@ def _cos_finite_d(cos: np.ndarray, k: int, d: int) -> np.ndarray:
 
 
 @register("giant-step-cosine", "One giant step: cosine of the first-layer rows with span(W*) vs α = n/d, "
-          "theory (spec §3a) vs simulation, for several η̃", quick_seeds=4, full_seeds=10)
+          "theory (one-step cosine) vs simulation, for several η̃", quick_seeds=4, full_seeds=10)
 def cosine(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     if quick:
         s = dict(d=400, p=200, alphas=[0.5, 1.0, 2.0, 4.0, 8.0], n_test=1000)
@@ -120,26 +117,26 @@ def cosine(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     for panel, tname in targets.items():
         panels.append(Panel(panel, "α = n/d", "mean cosine with span(W*)", yscale="linear", ylim=(0, 1),
                             title=f"{panel}: ReLU, a = ±1/√p, unit rows, d = {d}, p = {p}"))
-        target = _target(tname)
+        target = MultiIndexTarget(tname)
         for j, eta_t in enumerate(etas):
-            params = [dict(target=tname, activation="relu", d=d, p=p, n=int(round(a * d)), steps=1, eta=eta_t * p,
+            specs = [_spec(target=tname, activation="relu", d=d, p=p, n=int(round(a * d)), steps=1, eta=eta_t * p,
                            lam_paper=1.0, n_test=s["n_test"], a_init="pm1", w_init="sphere") for a in alphas]
-            res = sweep(giant_step_task, params)
-            cos = np.array([[r["mean_cosine"][1] for r in per] for per in res])
-            mean, std = _mean_std(cos)
+            cos = sweep.stack(giant_step_task, specs, "mean_cosine")
+            mean, std = cos.mean[:, 1], cos.std[:, 1]
             k = target.k
             th = one_step_cosine("relu", target, a_grid, eta_t)
             th_at = _cos_finite_d(one_step_cosine("relu", target, alphas, eta_t), k, d)
             series.append(Series(panel=panel, name=f"η̃ = {eta_t:g}", theory_x=a_grid,
                                  theory_y=_cos_finite_d(th, k, d), sim_x=alphas, sim_mean=mean, sim_std=std,
-                                 n_seeds=cos.shape[1], theory_at_sim=th_at, style={"color": f"C{j}"}))
+                                 n_seeds=cos.n, theory_at_sim=th_at, style={"color": f"C{j}"}))
             series.append(Series(panel=panel, name=f"η̃ = {eta_t:g}, d → ∞", theory_x=a_grid, theory_y=th,
                                  style={"ls": ":", "lw": 1.0, "color": f"C{j}"}))
     return ExperimentOutput(panels, series, title="One giant step: alignment with the target subspace",
                             parameters={**s, "eta_tilde": etas, "eta": "η = η̃ p", "activation": "relu",
                                         "a_init": "pm1", "w_init": "sphere",
-                                        "theory": "spec §3a with the E[y]μ2 term; finite-d line adds the "
-                                                  "random initial overlap, cos² + (k/d)(1 − cos²)"})
+                                        "theory": "one-step cosine with the E[y]μ2 term (docs/theory/giant_step.md); "
+                                                  "finite-d line adds the random initial overlap, "
+                                                  "cos² + (k/d)(1 − cos²)"})
 
 
 # ----------------------------------------------------------------------------- orientation (multi-step)
@@ -161,12 +158,12 @@ def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     forced = 20
     panels, series, notes = [], [], {}
     for tname in ("T1", "T2", "T3"):
-        target = _target(tname)
+        target = MultiIndexTarget(tname)
         c1 = np.asarray(target.first_order(), dtype=float)
         dims = [U.shape[0] for U in target.staircase(2, tol=0.02)]
-        params = [dict(target=tname, activation="relu", d=d, p=p, n=s["n"], steps=2, eta="const", eta_c=2.0,
+        specs = [_spec(target=tname, activation="relu", d=d, p=p, n=s["n"], steps=2, eta="const", eta_c=2.0,
                        lam_paper=1.0, n_test=1000, a_init="pm1", forced_signs=forced, rows=True)]
-        res = sweep(giant_step_task, params, seeds=1)[0][0]
+        res = sweep(giant_step_task, specs, seeds=1)[0][0]
         G = np.asarray(res["gradient_overlaps"])  # (steps, p, k)
         notes[tname] = {"staircase dimensions after steps 1, 2 (leap rule, tol 0.02)": dims,
                         "one-step line slope C1_2/C1_1": float(c1[1] / c1[0])}
@@ -191,9 +188,10 @@ def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 
 
 # ----------------------------------------------------------------------------- single step + preprocessing
-#: Spec §6 reference simulations (numpy, d = 64, p = 128, λ_P = 1, η = 10√(np), fresh readout batch,
-#: n_test = 2·10⁴, 10 seeds): {case: {n: (mean, std)}}.
-SPEC_REFERENCE_D64 = {
+#: Reference simulations by an independent numpy implementation of the paper's notebook setting
+#: (d = 64, p = 128, λ_P = 1, η = 10√(np), fresh readout batch, n_test = 2·10⁴, 10 seeds):
+#: {case: {n: (mean, std)}}.
+REFERENCE_D64 = {
     "random features": {256: (0.5219, 0.0358), 1024: (0.4134, 0.0232)},
     "one step": {256: (0.3252, 0.0175), 1024: (0.2222, 0.0127), 4096: (0.1941, 0.0116)},
     "one step, preprocessed": {4096: (0.1400, 0.0102)},
@@ -207,7 +205,7 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     s = dict(d=64, p=128, count=8, n_test=20_000) if quick else dict(d=512, p=1024, count=15, n_test=100_000)
     d, p = s["d"], s["p"]
     ns = np.floor(np.logspace(1.3, 2.0, s["count"], base=d)).astype(int)
-    if d == 64:  # the spec's reference points
+    if d == 64:  # the reference points
         ns = np.concatenate([ns, [256, 1024]])
     ns = np.unique(ns)
     kap = np.log(ns) / math.log(d)
@@ -220,21 +218,20 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                     title=f"T1, ReLU, d = {d}, p = {p}, η = 10√(np), λ_P = 1")]
     series, means, checks = [], {}, {}
     for name, extra in cases.items():
-        res = sweep(giant_step_task, [dict(common, n=int(n), **extra) for n in ns])
-        mean, std = _mean_std([[r["test_error"] for r in per] for per in res])
+        err = sweep.stack(giant_step_task, [_spec(**common, n=int(n), **extra) for n in ns], "test_error")
+        mean, std = err.mean, err.std
         means[name] = mean
-        series.append(Series(panel=panel, name=name, sim_x=kap, sim_mean=mean, sim_std=std,
-                             n_seeds=sweep.seeds))
-        for n, (ref, ref_std) in (SPEC_REFERENCE_D64[name].items() if d == 64 else ()):
+        series.append(Series(panel=panel, name=name, sim_x=kap, sim_mean=mean, sim_std=std, n_seeds=err.n))
+        for n, (ref, ref_std) in (REFERENCE_D64[name].items() if d == 64 else ()):
             i = int(np.searchsorted(ns, n))
-            se = math.hypot(std[i] / math.sqrt(sweep.seeds), ref_std / math.sqrt(10))
-            checks[f"{name}, n = {n}"] = {"ours": float(mean[i]), "spec": ref, "z": float((mean[i] - ref) / se)}
+            se = math.hypot(err.sem[i], ref_std / math.sqrt(10))
+            checks[f"{name}, n = {n}"] = {"ours": float(mean[i]), "reference": ref, "z": float((mean[i] - ref) / se)}
     if checks:
         pts = [(k.split(", n = ")[0], int(k.split(", n = ")[1]), v) for k, v in checks.items()]
-        series.append(Series(panel=panel, name="spec §6 reference (10 seeds)",
+        series.append(Series(panel=panel, name="reference runs (10 seeds)",
                              sim_x=np.log([n for _, n, _ in pts]) / math.log(d),
-                             sim_mean=np.array([v["spec"] for *_, v in pts]),
-                             sim_std=np.array([SPEC_REFERENCE_D64[c][n][1] for c, n, _ in pts]), n_seeds=10,
+                             sim_mean=np.array([v["reference"] for *_, v in pts]),
+                             sim_std=np.array([REFERENCE_D64[c][n][1] for c, n, _ in pts]), n_seeds=10,
                              style={"marker": "x", "color": "k"}))
     levels = _plateaus("T1")
     series += _hlines(panel, kap, {k: levels[k] for k in ("linear kernel", "plateau after 1 step (dim 1)")})
@@ -243,12 +240,16 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
              "preprocessed error at n = d²": float(prep[-1]),
              "below the v*-only plateau at n = d²": bool(prep[-1] < levels["plateau after 1 step (dim 1)"]),
              "preprocessing helps at the largest n": bool(prep[-1] < means["one step"][-1]),
-             "spec §6 reference checks (z with both standard errors)": checks}
+             "reference checks (z with both standard errors)": checks}
     return ExperimentOutput(panels, series, title="One giant step with preprocessing (clean mode: fresh readout "
                             "batch, train-only linear part)",
                             parameters={**s, "ns": ns.tolist(), "kappas": kap.tolist(), "eta": "10 √(n p)",
                                         "lam_paper": 1.0, "reuse_batch": False,
                                         "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
+
+
+#: Old name of :data:`REFERENCE_D64`.
+SPEC_REFERENCE_D64 = REFERENCE_D64
 
 
 # ----------------------------------------------------------------------------- exact one-step asymptotics
@@ -273,16 +274,18 @@ def spiked_rf(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     series, notes = [], {}
     for j, (a0, eta_t) in enumerate(s["cases"]):
         name = "no step (random features)" if a0 == 0 else f"α0 = {a0:g}, η̃ = {eta_t:g}"
-        th = one_step_ridge_error("tanh", "tanh", a0, eta_t, grid, s["lam_paper"], spectrum="mp")
-        at = one_step_ridge_error("tanh", "tanh", a0, eta_t, alphas, s["lam_paper"], spectrum="mp")
-        params = [dict(target="tanh(h1)", activation="tanh", d=d, p=p, n=int(round(a0 * d)) if a0 else
+        # λ_P constant along the grid: λ = λ_P p/n = λ_P (p/d)/α
+        th = one_step_ridge_error("tanh", "tanh", a0, eta_t, grid, lam=lam_from_scaled_features(
+            s["lam_paper"], p / d, grid), spectrum="mp")
+        at = one_step_ridge_error("tanh", "tanh", a0, eta_t, alphas, lam=lam_from_scaled_features(
+            s["lam_paper"], p / d, alphas), spectrum="mp")
+        specs = [_spec(target="tanh(h1)", activation="tanh", d=d, p=p, n=int(round(a0 * d)) if a0 else
                        int(round(a * d)), n_ridge=int(round(a * d)), steps=1 if a0 else 0,
                        eta=eta_t * p if a0 else None, lam_paper=s["lam_paper"], n_test=s["n_test"],
                        a_init="ones", w_init="sphere") for a in alphas]
-        res = sweep(giant_step_task, params)
-        mean, std = _mean_std([[r["test_error"] for r in per] for per in res])
+        err = sweep.stack(giant_step_task, specs, "test_error")
         series.append(Series(panel=panel, name=name, theory_x=grid, theory_y=th.test_error, sim_x=alphas,
-                             sim_mean=mean, sim_std=std, n_seeds=sweep.seeds, theory_at_sim=at.test_error,
+                             sim_mean=err.mean, sim_std=err.std, n_seeds=err.n, theory_at_sim=at.test_error,
                              style={"color": f"C{j}"}))
         notes[name] = {"c": at.c, "r": at.r, "gamma": at.gamma, "all converged": bool(np.all(at.converged))}
     return ExperimentOutput(panels, series, title="One giant step, exact asymptotics (spiked random features)",

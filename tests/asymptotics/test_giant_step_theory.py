@@ -1,8 +1,9 @@
 """Facts about the giant-step theory (asymptotics.giant_step): Hermite analysis of multi-index
 targets, plateau errors, the leap-1 staircase and the one-step cosine.
 
-References: exact sympy values and the sanity tables of spec giant_step.md §3c and §6 (T1-T4 as
-defined in §1), closed forms (erf), Monte Carlo least squares, and a small one-step simulation.
+References: exact sympy values, the plateau table and the reference values of
+docs/theory/giant_step.md (T1-T3 as defined there), closed forms (erf), Monte Carlo least
+squares, and a small one-step simulation.
 """
 import math
 
@@ -75,7 +76,7 @@ def test_bad_staircase_arguments(targets):
 
 
 # --------------------------------------------------------------------------------------------
-# Hermite coefficients and moments (spec §6)
+# Hermite coefficients and moments (reference quadratures to 1e-10)
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("f, mu, second", [
     (S_STAR.format(h="h1"), [0, 1, 1, 0, 1], R(37, 24)),     # 1.5416666667
@@ -128,7 +129,7 @@ def test_target_level_constants_exact(targets):
 
 
 # --------------------------------------------------------------------------------------------
-# Plateaus (spec §3c table)
+# Plateaus (docs/theory/giant_step.md, plateau table)
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, var, linear, vstar, v_star", [
     ("T1", R(37, 48), R(13, 48), R(55, 384), V_STAR),
@@ -206,7 +207,7 @@ def test_non_smooth_rotated_target_warns_instead_of_failing_silently():
 
 
 # --------------------------------------------------------------------------------------------
-# Leap-1 staircase (spec §3b)
+# Leap-1 staircase (docs/theory/giant_step.md)
 # --------------------------------------------------------------------------------------------
 def test_staircase_one_new_direction_per_step():
     bases = MultiIndexTarget("h1 + h1*h2 + h1*h2*h3").staircase(4)
@@ -225,7 +226,7 @@ def test_no_first_order_part_learns_nothing_at_step_1(expr):
     assert first.shape == (0, t.k) and second.shape == (0, t.k)   # nothing to couple to either
 
 
-def test_staircase_spec_examples(targets):
+def test_staircase_worked_examples(targets):
     v = np.array([1.0, 1.0]) / math.sqrt(2)
     # T1: symmetric under h1 <-> h2, no linear coupling to ū: stuck on v* (leap 2)
     for b in targets["T1"].staircase(3):
@@ -250,7 +251,7 @@ def test_coupling_matrix_at_step_0_is_c1_outer(targets):
 
 
 # --------------------------------------------------------------------------------------------
-# One-step cosine (spec §3a, table §6)
+# One-step cosine (docs/theory/giant_step.md; predicted values of the reference table)
 # --------------------------------------------------------------------------------------------
 def test_activation_constants_relu():
     c = activation_constants("relu")
@@ -262,13 +263,14 @@ def test_activation_constants_relu():
 @pytest.mark.parametrize("target, alpha, eta, predicted", [
     (T1, 1, 1, 0.2877), (T1, 1, 5, 0.4766), (T1, 4, 1, 0.3199), (T1, 4, 5, 0.6916),
     ("tanh(h1)", 1, 5, 0.5281), ("tanh(h1)", 4, 5, 0.7118)])
-def test_one_step_cosine_spec_table(target, alpha, eta, predicted):
+def test_one_step_cosine_reference_table(target, alpha, eta, predicted):
     assert one_step_cosine("relu", target, alpha, eta) == pytest.approx(predicted, abs=6e-5)
 
 
 def test_one_step_cosine_gradient_row_limit():
-    """η̃ → ∞ gives the gradient-row cosine; T1, T2 as in the spec; T3 (E y = 1/2) includes the
-    μ2 E[y] w-term: 0.5431 (simulation in the spec: 0.542; spec formula without it: 0.5461)."""
+    """η̃ → ∞ gives the gradient-row cosine; T1, T2 as in the paper's formula; T3 (E y = 1/2)
+    includes the μ2 E[y] w-term: 0.5431 (reference simulation at d = 2048: 0.542; the formula
+    without the term: 0.5461)."""
     for target, value in ((T1, 0.4949), (T2, 0.3780), (T3, 0.5431)):
         assert one_step_cosine("relu", target, 1.0, 1e9) == pytest.approx(value, abs=6e-5)
 
@@ -308,9 +310,9 @@ def test_one_step_cosine_bad_inputs():
 
 
 def test_one_step_cosine_matches_small_simulation():
-    """One full-batch step (spec §2) at d = 2000, p = 200, n = 2d, a = ±1/√p, η = 4p, ReLU,
+    """One full-batch step (Algorithm 1) at d = 2000, p = 200, n = 2d, a = ±1/√p, η = 4p, ReLU,
     target T1; the mean row cosine with span(W*) vs the prediction with the random initial
-    overlap √(k/d) added in quadrature (as in the spec's table). Seed-to-seed std ≈ 0.002 here
+    overlap √(k/d) added in quadrature (as in the reference table). Seed-to-seed std ≈ 0.002 here
     (≈ 0.02 at d = 800: the shared noise of Zᵀy/n in span(W*) is O(1/√n))."""
     rng = np.random.default_rng(1)
     d, p, alpha, eta_t = 2000, 200, 2.0, 4.0

@@ -1,4 +1,4 @@
-"""Spiked-random-features asymptotics (spec §3d) against Algorithm 1 after one giant step.
+"""Spiked-random-features asymptotics (docs/theory/giant_step.md) against Algorithm 1 after one giant step.
 
 d = p = 400, sigma = sigma* = tanh, a0 = ones, rows of W0 on the sphere, one step with
 n0 = alpha0 d = 800 samples and eta = eta~ p (eta~ = 2), ridge readout (lambda_P = 0.1, i.e.
@@ -12,7 +12,8 @@ O(1/sqrt d) corrections to (c, r, gamma) are a few percent at d = 400).
 import numpy as np
 import pytest
 
-from asymptotics.spiked_rf import lam_to_project, one_step_ridge_error
+from asymptotics.conventions import lam_from_scaled_features
+from asymptotics.spiked_rf import one_step_ridge_error
 from simulations.giant_step import simulate
 
 D = P = 400
@@ -24,12 +25,13 @@ SEEDS = range(4)
 @pytest.fixture(scope="module")
 def runs():
     sims = np.array([[simulate("tanh(h1)", "tanh", D, P, int(ALPHA0 * D), 1, ETA_T * P,
-                               lam_to_project(LAM_P, P, int(a * D)), 5000, a_init="ones",
+                               lam_from_scaled_features(LAM_P, P, int(a * D)), 5000, a_init="ones",
                                seed=s, w_init="sphere", n_ridge=int(a * D)).test_error
                       for a in ALPHAS] for s in SEEDS])
-    theory = one_step_ridge_error("tanh", "tanh", ALPHA0, ETA_T, ALPHAS, LAM_P, spectrum="mp",
+    lam = lam_from_scaled_features(LAM_P, P / D, ALPHAS)  # lambda_P constant along the alpha grid
+    theory = one_step_ridge_error("tanh", "tanh", ALPHA0, ETA_T, ALPHAS, lam=lam, spectrum="mp",
                                   inner_nodes=60)
-    rf = one_step_ridge_error("tanh", "tanh", 0.0, ETA_T, ALPHAS, LAM_P, spectrum="mp",
+    rf = one_step_ridge_error("tanh", "tanh", 0.0, ETA_T, ALPHAS, lam=lam, spectrum="mp",
                               inner_nodes=60)
     return sims, theory, rf
 
