@@ -8,7 +8,8 @@ label y)::
 
 Estimates are plain sample averages (normalised by n, i.e. ``np.cov(..., bias=True)``
 plus the outer product of the means when not centred). With ``center=True`` the features
-are centred by their sample means, as for trained-feature plug-in (spec §3):
+are centred by their sample means, as for the plug-in theory of trained features (whose
+activations have a non-zero mean; see docs/theory/deep_features.md):
 Omega = E[phi phi^T] - mu mu^T, Phi = E[phi psi^T] - mu mu_psi^T,
 Psi = E[psi psi^T] - mu_psi mu_psi^T, b = E[(phi - mu) y]; the labels are not centred
 (E[y^2] is always the raw second moment).

@@ -24,18 +24,20 @@ Conventions: samples are rows (F is n x p); randomness comes only from the
 from __future__ import annotations
 
 import gzip
-import numbers
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from asymptotics.validation import float_dtype
+from asymptotics.validation import finite_float, float_dtype, pos_int
 
 __all__ = [
     "power_law_spectrum",
     "spectrum_from_spec",
+    "check_spectrum",
+    "SPECTRUM_KINDS",
+    "PopulationMoments",
     "GaussianMoments",
     "validate_moments",
     "sample_gaussian_features",
@@ -57,8 +59,12 @@ RESIDUAL_RTOL = 1e-8
 
 
 @dataclass(frozen=True)
-class GaussianMoments:
-    """Validated population moments in the eigenbasis of Omega.
+class PopulationMoments:
+    """Validated population moments of (phi, y) in the eigenbasis of Omega.
+
+    Omega = E[phi phi^T] = U diag(w) U^T, b = E[phi y], E[y^2]: what :func:`validate_moments`
+    returns and the Gaussian samplers draw from. (Not to be confused with
+    :class:`asymptotics.gaussian.GaussianMoments`, the Gaussian expectations of an activation.)
 
     Attributes
     ----------
@@ -91,6 +97,11 @@ class GaussianMoments:
         return out
 
 
+#: Backward-compatible alias of :class:`PopulationMoments` (its name before release 13; it
+#: clashed with :class:`asymptotics.gaussian.GaussianMoments`).
+GaussianMoments = PopulationMoments
+
+
 def _finite_vector(x, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=np.float64)
@@ -105,7 +116,7 @@ def _finite_vector(x, name: str) -> np.ndarray:
     return arr
 
 
-def validate_moments(eigenvalues, b_eigen, y2) -> GaussianMoments:
+def validate_moments(eigenvalues, b_eigen, y2) -> PopulationMoments:
     """Check (w, b, E[y^2]) describe a valid joint distribution of (phi, y).
 
     Raises ``ValueError`` naming the argument for: non-1-D / empty / non-finite arrays,
@@ -154,15 +165,7 @@ def validate_moments(eigenvalues, b_eigen, y2) -> GaussianMoments:
                 "no joint distribution has these moments"
             )
         sigma_res2 = 0.0
-    return GaussianMoments(w, b, y2f, pos, explained, sigma_res2)
-
-
-def _check_n(n, name: str = "n") -> int:
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    if n <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
+    return PopulationMoments(w, b, y2f, pos, explained, sigma_res2)
 
 
 def _check_basis(basis, p: int) -> np.ndarray:
@@ -222,7 +225,7 @@ def sample_gaussian_features(
     E[y^2] = y2 exactly (see the module docstring).
     """
     mom = validate_moments(eigenvalues, b_eigen, y2)
-    n = _check_n(n)
+    n = pos_int(n, "n")
     dt = float_dtype(dtype)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -231,7 +234,7 @@ def sample_gaussian_features(
 
 
 def sample_from_moments(
-    mom: GaussianMoments, n: int, rng: np.random.Generator, dtype=np.float64, basis=None
+    mom: PopulationMoments, n: int, rng: np.random.Generator, dtype=np.float64, basis=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`sample_gaussian_features` for already validated moments (no input checks).
 
@@ -255,10 +258,37 @@ def sample_from_moments(
 
 def power_law_spectrum(p: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """ω_i = i^-α and b_i = i^-β/√S, S = Σ_{j≤p} j^(α−2β), i = 1..p, so that bᵀΩ⁻¹b = 1."""
-    p = _check_n(p, "p")
+    p = pos_int(p, "p")
     i = np.arange(1, p + 1, dtype=np.float64)
     s = np.sum(i ** (alpha - 2 * beta))
     return i**-alpha, i**-beta / np.sqrt(s)
+
+
+#: The spectrum descriptions and their fields (besides ``kind``).
+SPECTRUM_KINDS = {"isotropic": ("p",), "power-law": ("p", "alpha", "beta")}
+
+
+def check_spectrum(spec: dict) -> dict:
+    """The canonical form of a spectrum description (see :func:`spectrum_from_spec`).
+
+    Checks ``kind`` (one of :data:`SPECTRUM_KINDS`) and its fields (p a positive int, α and β
+    finite floats); unknown fields are an error. Returns a new dict with normalised values.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"spectrum must be a dict with a 'kind', got {spec!r}")
+    kind = spec.get("kind")
+    if kind not in SPECTRUM_KINDS:
+        raise ValueError(f"spec['kind'] must be 'isotropic' or 'power-law', got {kind!r}")
+    fields = SPECTRUM_KINDS[kind]
+    unknown = sorted(set(spec) - set(fields) - {"kind"})
+    missing = [f for f in fields if f not in spec]
+    if unknown or missing:
+        raise ValueError(f"a {kind!r} spectrum has the fields {list(fields)}; "
+                         f"missing {missing}, unknown {unknown}")
+    out = {"kind": kind, "p": pos_int(spec["p"], "p")}
+    for name in fields[1:]:
+        out[name] = finite_float(spec[name], name)
+    return out
 
 
 def spectrum_from_spec(spec: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -267,13 +297,11 @@ def spectrum_from_spec(spec: dict) -> tuple[np.ndarray, np.ndarray]:
     ``{"kind": "isotropic", "p": p}``: Ω = I_p, b = 1/√p (‖b‖² = 1);
     ``{"kind": "power-law", "p": p, "alpha": α, "beta": β}``: see :func:`power_law_spectrum`.
     """
-    kind = spec.get("kind")
-    if kind == "isotropic":
-        p = _check_n(spec["p"], "p")
+    spec = check_spectrum(spec)
+    if spec["kind"] == "isotropic":
+        p = spec["p"]
         return np.ones(p), np.full(p, 1.0 / np.sqrt(p))
-    if kind == "power-law":
-        return power_law_spectrum(spec["p"], float(spec["alpha"]), float(spec["beta"]))
-    raise ValueError(f"spec['kind'] must be 'isotropic' or 'power-law', got {kind!r}")
+    return power_law_spectrum(spec["p"], spec["alpha"], spec["beta"])
 
 
 # ============================================================================ real data
@@ -384,7 +412,8 @@ def even_odd_labels(labels) -> np.ndarray:
     return np.where(labels % 2 == 0, 1.0, -1.0)
 
 
-#: Names and default fractions of the splits (spec deep_structured_features §4, F1).
+#: Names and default fractions of the splits of the MNIST experiment (test, Adam training of the
+#: feature map, ridge regression, covariance estimation).
 SPLITS = {"test": 0.10, "adam": 0.25, "regression": 0.25, "covariance": 0.40}
 
 

@@ -29,9 +29,10 @@ Randomness
 Only from the ``numpy.random.Generator`` passed in. Weights and inputs are always drawn in
 float64 and then cast, so the float32 and float64 versions of a model are the same draw
 up to rounding. :class:`SampleStream` draws inputs and label noise per fixed block of
-``SAMPLE_BLOCK`` rows from child seeds fixed once from ``rng``: the samples do not depend
-on the chunk size used to process them, and the first m rows of a longer draw equal a
-draw of m rows.
+``SAMPLE_BLOCK`` rows from the streams ``stream(root, "inputs", b)`` and
+``stream(root, "noise", b)`` of one root seed (a seed, or a child spawned from the generator
+passed in): the samples do not depend on the chunk size used to process them, and the first
+m rows of a longer draw equal a draw of m rows.
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ import numpy as np
 
 from asymptotics import functions
 
-from asymptotics.validation import float_dtype as _check_dtype, pos_int as _check_pos_int
-from .rng import child_rng
+from asymptotics.validation import float_dtype, pos_int
+from .rng import SeedLike, child_seed, stream
 
 __all__ = [
     "random_weights",
@@ -119,6 +120,31 @@ def psd_sqrt(cov, name: str = "covariance") -> np.ndarray:
     return (S + S.T) / 2
 
 
+def _check_widths_and_covariances(widths, covariances) -> tuple[list[int], list]:
+    """Checked widths (p_0, ..., p_L) and the square roots C_l^{1/2} (None for the identity)."""
+    try:
+        ws = [int(w) if isinstance(w, numbers.Integral) else w for w in widths]
+    except TypeError as exc:
+        raise ValueError("widths must be a sequence of positive integers") from exc
+    if len(ws) < 2:
+        raise ValueError(f"widths must have at least 2 entries (p_0 = d, p_1, ...), got {widths!r}")
+    ws = [pos_int(w, f"widths[{i}]") for i, w in enumerate(ws)]
+    L = len(ws) - 1
+    covs = [None] * L if covariances is None else list(covariances)
+    if len(covs) != L:
+        raise ValueError(f"covariances must have one entry per layer ({L}), got {len(covs)}")
+    roots = []
+    for l, C in enumerate(covs):  # validate everything before drawing anything
+        S = None if C is None else psd_sqrt(C, f"covariances[{l}]")
+        if S is not None and S.shape[0] != ws[l]:
+            raise ValueError(
+                f"covariances[{l}] must have shape ({ws[l]}, {ws[l]}) (p_{l} = widths[{l}]), "
+                f"got {S.shape}"
+            )
+        roots.append(S)
+    return ws, roots
+
+
 # --------------------------------------------------------------------------- random draws
 def random_weights(
     widths: Sequence[int], rng: np.random.Generator, covariances=None, dtype=np.float64
@@ -144,36 +170,11 @@ def random_weights(
     -------
     list of L C-contiguous arrays, W_l of shape (p_l, p_{l-1}).
     """
-    try:
-        ws = [int(w) if isinstance(w, numbers.Integral) else w for w in widths]
-    except TypeError as exc:
-        raise ValueError("widths must be a sequence of positive integers") from exc
-    if len(ws) < 2:
-        raise ValueError(f"widths must have at least 2 entries (p_0 = d, p_1, ...), got {widths!r}")
-    ws = [_check_pos_int(w, f"widths[{i}]") for i, w in enumerate(ws)]
-    L = len(ws) - 1
-    if covariances is None:
-        covs = [None] * L
-    else:
-        covs = list(covariances)
-        if len(covs) != L:
-            raise ValueError(f"covariances must have one entry per layer ({L}), got {len(covs)}")
-    dt = _check_dtype(dtype)
+    ws, roots = _check_widths_and_covariances(widths, covariances)
+    dt = float_dtype(dtype)
     _check_rng(rng)
-    roots = []
-    for l, C in enumerate(covs):  # validate everything before drawing anything
-        if C is None:
-            roots.append(None)
-            continue
-        S = psd_sqrt(C, f"covariances[{l}]")
-        if S.shape[0] != ws[l]:
-            raise ValueError(
-                f"covariances[{l}] must have shape ({ws[l]}, {ws[l]}) (p_{l} = widths[{l}]), "
-                f"got {S.shape}"
-            )
-        roots.append(S)
     out = []
-    for l in range(L):
+    for l in range(len(ws) - 1):
         Z = rng.standard_normal((ws[l + 1], ws[l]))
         if roots[l] is not None:
             Z = Z @ roots[l]
@@ -190,9 +191,9 @@ def gaussian_inputs(
     Drawn in float64 as Z @ C^{1/2} (Z standard normal, C^{1/2} the symmetric root, so
     E[x x^T] = C), then cast to ``dtype``.
     """
-    n = _check_pos_int(n, "n")
-    d = _check_pos_int(d, "d")
-    dt = _check_dtype(dtype)
+    n = pos_int(n, "n")
+    d = pos_int(d, "d")
+    dt = float_dtype(dtype)
     _check_rng(rng)
     S = None
     if covariance is not None:
@@ -324,7 +325,7 @@ def _check_X(X, d: int | None, name: str = "X") -> np.ndarray:
 def _check_chunk(chunk, net: _Network, n: int) -> int:
     if chunk is None:
         return default_chunk(net.max_width, n)
-    return min(_check_pos_int(chunk, "chunk"), n)
+    return min(pos_int(chunk, "chunk"), n)
 
 
 def _rows(X: np.ndarray, i: int, j: int, dtype: np.dtype, name: str) -> np.ndarray:
@@ -337,7 +338,7 @@ def _rows(X: np.ndarray, i: int, j: int, dtype: np.dtype, name: str) -> np.ndarr
 def _setup(X, weights, activations, dtype, chunk):
     """Validated (X, dtype, network, n, chunk) shared by :func:`feature_map` and :func:`iter_features`."""
     X = _real_matrix(X, "X")
-    dt = _infer_dtype(X, weights) if dtype is None else _check_dtype(dtype)
+    dt = _infer_dtype(X, weights) if dtype is None else float_dtype(dtype)
     net = _prepare_network(weights, activations, dt)
     X = _check_X(X, net.d)
     n = X.shape[0]
@@ -481,7 +482,7 @@ def random_teacher(
     except TypeError as exc:
         raise ValueError("widths must be a sequence of positive integers") from exc
     if len(ws) == 1:
-        k = _check_pos_int(ws[0], "widths[0]")
+        k = pos_int(ws[0], "widths[0]")
         return Teacher(rng.standard_normal(k), (), (), noise)
     weights = random_weights(ws, rng, covariances)
     theta = rng.standard_normal(weights[-1].shape[0])
@@ -507,20 +508,33 @@ class SampleChunk:
         return int(self.X.shape[0])
 
 
-class SampleStream:
-    """Deterministic stream of samples (x, phi(x), psi(x), y) from one generator.
+def _root_seed(rng) -> np.random.SeedSequence:
+    """The root SeedSequence of a sample stream: a seed as given, or a child of a generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng.spawn(1)[0].bit_generator.seed_seq
+    try:
+        return child_seed(rng)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"rng must be a numpy.random.Generator or a seed, got {type(rng).__name__}") from exc
 
-    On creation, 4 32-bit words are drawn from ``rng`` (nothing else is ever drawn from
-    it); block b of ``SAMPLE_BLOCK`` rows takes its inputs from ``child_rng(words, b, 0)``
-    and its label noise from ``child_rng(words, b, 1)``, always a whole block, in
-    float64. Hence row i of the stream depends only on (rng state, i): not on the sizes
-    passed to :meth:`take`, nor on the dtype (float32 streams are the float64 samples
-    rounded, features then computed in float32).
+
+class SampleStream:
+    """Deterministic stream of samples (x, phi(x), psi(x), y) from one root seed.
+
+    Block b of ``SAMPLE_BLOCK`` rows takes its inputs x ~ N(0, Sigma) from
+    ``stream(root, "inputs", b)`` and its label noise eps ~ N(0, 1) from
+    ``stream(root, "noise", b)`` (:mod:`simulations.rng`), always a whole block, in float64.
+    Hence row i of the stream depends only on (root, i): not on the sizes passed to
+    :meth:`take`, nor on the dtype (float32 streams are the float64 samples rounded, features
+    then computed in float32).
 
     Parameters
     ----------
     weights, activations : the student network (see :func:`feature_map`).
-    rng : numpy.random.Generator.
+    rng : the root: a seed (int, sequence of ints or SeedSequence, e.g. ``child_seed(task_seed,
+        "train")``), or a numpy.random.Generator, from which one child seed is spawned
+        (``rng.spawn``; no number is drawn from it, and two streams built from one generator
+        are independent).
     teacher : optional :class:`Teacher`; without one, psi and y are None.
     input_covariance : optional (d, d) PSD covariance of x (identity by default).
     dtype : float64 (default) or float32, the dtype of every returned array.
@@ -528,10 +542,10 @@ class SampleStream:
         :func:`default_chunk`).
     """
 
-    def __init__(self, weights, activations, rng: np.random.Generator, *, teacher=None,
+    def __init__(self, weights, activations, rng: np.random.Generator | SeedLike, *, teacher=None,
                  input_covariance=None, dtype=np.float64, chunk=None):
-        _check_rng(rng)
-        self.dtype = _check_dtype(dtype)
+        self._seed = _root_seed(rng)
+        self.dtype = float_dtype(dtype)
         self._net = _prepare_network(weights, activations, self.dtype)
         d = self._net.d
         if teacher is not None and not isinstance(teacher, Teacher):
@@ -559,8 +573,7 @@ class SampleStream:
             if self._root.shape[0] != d:
                 raise ValueError(f"input_covariance must have shape ({d}, {d}), got {self._root.shape}")
         widest = max(self._net.max_width, self._tnet.max_width if self._tnet else 0)
-        self.chunk = default_chunk(widest) if chunk is None else _check_pos_int(chunk, "chunk")
-        self._words = [int(v) for v in rng.integers(0, 2**32, size=4, dtype=np.uint64)]
+        self.chunk = default_chunk(widest) if chunk is None else pos_int(chunk, "chunk")
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.position = 0
 
@@ -575,10 +588,10 @@ class SampleStream:
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         blk = self._cache.get(b)
         if blk is None:
-            Z = child_rng(self._words, b, 0).standard_normal((SAMPLE_BLOCK, self.d))
+            Z = stream(self._seed, "inputs", b).standard_normal((SAMPLE_BLOCK, self.d))
             if self._root is not None:
                 Z = Z @ self._root
-            eps = child_rng(self._words, b, 1).standard_normal(SAMPLE_BLOCK)
+            eps = stream(self._seed, "noise", b).standard_normal(SAMPLE_BLOCK)
             blk = (Z, eps)
             self._cache = {b: blk}  # keep only the current block
         return blk
@@ -598,7 +611,7 @@ class SampleStream:
 
     def take(self, m: int) -> SampleChunk:
         """The next ``m`` rows of the stream (advances :attr:`position` by m)."""
-        m = _check_pos_int(m, "m")
+        m = pos_int(m, "m")
         i = self.position
         X, eps = self._raw_rows(i, i + m)
         c = min(self.chunk, m)
@@ -629,20 +642,20 @@ def iter_samples(n: int, weights, activations, rng: np.random.Generator, *, teac
     """Yield n samples of a :class:`SampleStream` in chunks of ``chunk`` rows.
 
     The rows (concatenated) do not depend on ``chunk`` (up to BLAS rounding of the
-    features); arguments are validated and the stream's seed words drawn from ``rng``
+    features); arguments are validated and the stream's root seed taken from ``rng``
     at the call, before the first chunk is requested.
     """
-    n = _check_pos_int(n, "n")
-    stream = SampleStream(weights, activations, rng, teacher=teacher,
+    n = pos_int(n, "n")
+    samples = SampleStream(weights, activations, rng, teacher=teacher,
                           input_covariance=input_covariance, dtype=dtype)
-    c = stream.chunk if chunk is None else _check_pos_int(chunk, "chunk")
-    stream.chunk = c
+    c = samples.chunk if chunk is None else pos_int(chunk, "chunk")
+    samples.chunk = c
 
     def gen():
         done = 0
         while done < n:
             m = min(c, n - done)
-            yield stream.take(m)
+            yield samples.take(m)
             done += m
 
     return gen()
@@ -651,7 +664,7 @@ def iter_samples(n: int, weights, activations, rng: np.random.Generator, *, teac
 def draw_samples(n: int, weights, activations, rng: np.random.Generator, *, teacher=None,
                  input_covariance=None, dtype=np.float64, chunk=None) -> SampleChunk:
     """All n samples at once (the first n rows of the :class:`SampleStream`)."""
-    n = _check_pos_int(n, "n")
-    stream = SampleStream(weights, activations, rng, teacher=teacher,
+    n = pos_int(n, "n")
+    samples = SampleStream(weights, activations, rng, teacher=teacher,
                           input_covariance=input_covariance, dtype=dtype, chunk=chunk)
-    return stream.take(n)
+    return samples.take(n)

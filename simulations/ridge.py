@@ -26,24 +26,35 @@ c = U^T y / sqrt(n)::
 
 so every lam of a grid costs O(p k) once the SVD is known. At lam = 0 only singular
 values s_i > max(n, p) * eps * s_max are inverted (numpy's ``pinv``/``lstsq`` rule);
-the others are treated as exact zeros (their c_i^2 stay in the training error).
+the others are treated as exact zeros (their c_i^2 stay in the training error). The solve
+itself is :func:`simulations.linalg.ridge_path` (re-exported here), the one ridge solve of
+the simulators.
+
+Randomness: the sample of (n, seed index s) comes from ``stream(seed, "train", n, s)`` and a
+fresh test set from ``stream(seed, "test", n, s)`` (:mod:`simulations.rng`); a sweep task
+(:func:`ridge_task`, parameters a :class:`RidgeSpec`) draws from ``stream(task_seed, "train")``
+and ``stream(task_seed, "test")``. The deterministic equivalent these simulations are compared
+with is derived in ``docs/theory/ridge.md``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
 import numpy as np
 
-from asymptotics.validation import float_dtype as _check_dtype
+from asymptotics.validation import choice, float_dtype, nonneg_float, pos_int
 
 from .data import (
-    GaussianMoments,
-    _check_n,
+    PopulationMoments,
+    check_spectrum,
     sample_from_moments,
     spectrum_from_spec,
     validate_moments,
 )
-from .linalg import RidgePath, check_lams as _check_lams, ridge_path
-from .rng import SeedLike, child_rng
+from .linalg import RidgePath, check_lams, ridge_path
+from .rng import SeedLike, stream
+from .spec import ModelSpec, register_spec
 
 __all__ = [
     "RidgePath",
@@ -51,17 +62,19 @@ __all__ = [
     "population_test_error",
     "LearningCurve",
     "learning_curve",
+    "RidgeSpec",
     "ridge_task",
 ]
 
-_EPS = np.finfo(np.float64).eps
 #: Rows per chunk of a fresh test set (bounded memory; a fixed constant so the random
 #: stream, hence the result, does not depend on anything else).
 _TEST_CHUNK_ELEMENTS = 1 << 21
+#: The decompositions of :func:`ridge_path`.
+_METHODS = ("svd", "gram")
 
 
 # --------------------------------------------------------------------------- test error
-def _population_error(theta: np.ndarray, mom: GaussianMoments) -> np.ndarray:
+def _population_error(theta: np.ndarray, mom: PopulationMoments) -> np.ndarray:
     """E[y^2] - 2 theta^T b + theta^T diag(w) theta in a cancellation-free form.
 
     Identity used (sums over w_i > 0 unless marked)::
@@ -123,7 +136,7 @@ class LearningCurve:
     ----------
     ns : (N,) sample sizes.
     lams : (L,) lambdas (mean-loss convention).
-    seeds : (S,) seed indices; the (n, s) sample comes from ``child_rng(seed, n, s)``.
+    seeds : (S,) seed indices; the (n, s) sample comes from ``stream(seed, "train", n, s)``.
     test_error : (N, L, S) test error (label noise included).
     train_error : (N, L, S) training error.
     n_test : None if the test error is exact (population moments), else the size of
@@ -208,7 +221,7 @@ def _check_seeds(seeds) -> np.ndarray:
 
 
 def _empirical_test_error(
-    theta: np.ndarray, mom: GaussianMoments, n_test: int, rng: np.random.Generator, dt
+    theta: np.ndarray, mom: PopulationMoments, n_test: int, rng: np.random.Generator, dt
 ) -> np.ndarray:
     """Mean squared error of the columns of theta on n_test fresh samples (in chunks)."""
     chunk = max(1, _TEST_CHUNK_ELEMENTS // mom.p)
@@ -242,12 +255,12 @@ def learning_curve(
     1. draw (F, y), n samples with E[phi phi^T] = diag(w), E[phi y] = b, E[y^2] = y2
        (:func:`simulations.data.sample_gaussian_features`, in the eigenbasis of Omega:
        ridge is rotation-equivariant, theta -> U theta, so the errors are exactly those of
-       the rotated problem) from ``child_rng(seed, n, s)`` -- the sample for (n, s) does
-       not depend on the rest of the grid;
-    2. one :func:`ridge_path` serves all ``lams``;
+       the rotated problem) from ``stream(seed, "train", n, s)`` -- the sample for (n, s)
+       does not depend on the rest of the grid;
+    2. one :func:`ridge_path` serves all ``lams``: theta(lam) = (F^T F/n + lam I)^{-1} F^T y/n;
     3. test error E[y^2] - 2 theta^T b + theta^T Omega theta exactly (default), or, if
        ``n_test`` is an int, the mean squared error on ``n_test`` fresh samples drawn
-       from ``child_rng(seed, n, s, 1)``.
+       from ``stream(seed, "test", n, s)``.
 
     Parameters
     ----------
@@ -267,48 +280,81 @@ def learning_curve(
     LearningCurve with test_error and train_error of shape (N, L, S).
     """
     mom = validate_moments(eigenvalues, b_eigen, y2)
-    ns_ = _check_ns(ns)
-    lam = _check_lams(lams)
-    seeds_ = _check_seeds(seeds)
-    dt = _check_dtype(dtype)
+    ns_, lam, seeds_ = _check_ns(ns), check_lams(lams), _check_seeds(seeds)
+    dt = float_dtype(dtype)
     if n_test is not None:
-        n_test = _check_n(n_test, "n_test")
-    if method not in ("svd", "gram"):
-        raise ValueError(f"method must be 'svd' or 'gram', got {method!r}")
-
+        n_test = pos_int(n_test, "n_test")
+    method = choice(method, "method", _METHODS)
     shape = (ns_.shape[0], lam.shape[0], seeds_.shape[0])
-    test = np.empty(shape)
-    train = np.empty(shape)
+    test, train = np.empty(shape), np.empty(shape)
     for i, n in enumerate(ns_):
         for j, s in enumerate(seeds_):
-            F, y = sample_from_moments(mom, int(n), child_rng(seed, int(n), int(s)), dt)
-            path = ridge_path(F, y, lam, method=method)
-            train[i, :, j] = path.train_error
-            if n_test is None:
-                test[i, :, j] = _population_error(path.theta, mom)
-            else:
-                trng = child_rng(seed, int(n), int(s), 1)
-                test[i, :, j] = _empirical_test_error(path.theta, mom, n_test, trng, dt)
+            test[i, :, j], train[i, :, j] = _fit_and_score(
+                mom, int(n), lam, stream(seed, "train", int(n), int(s)),
+                stream(seed, "test", int(n), int(s)), n_test, dt, method)
     return LearningCurve(ns_, lam, seeds_, test, train, n_test)
 
 
+def _fit_and_score(mom: PopulationMoments, n: int, lams: np.ndarray, rng_train: np.random.Generator,
+                   rng_test: np.random.Generator, n_test: int | None, dt=np.float64,
+                   method: str = "svd") -> tuple[np.ndarray, np.ndarray]:
+    """(test error, training error), each (L,), of ridge on n samples drawn from ``rng_train``.
 
-def ridge_task(params: dict, seed: np.random.SeedSequence) -> dict:
-    """One sweep task: a ridge fit on n Gaussian samples, errors for every λ of the path.
-
-    ``params``: ``spectrum`` (see :func:`simulations.data.spectrum_from_spec`), ``y2`` (E[y²]),
-    ``n``, ``lams``, optional ``n_test`` (fresh test set instead of the exact population error).
-    Returns ``{"test_error": (L,), "train_error": (L,)}``; all randomness from ``seed``.
+    The test error is the exact population error E[y^2] - 2 theta^T b + theta^T Omega theta
+    (``n_test`` None) or the mean squared error on ``n_test`` fresh samples from ``rng_test``.
     """
-    w, b = spectrum_from_spec(params["spectrum"])
-    mom = validate_moments(w, b, params["y2"])
-    lams = _check_lams(params["lams"])
-    rng_train, rng_test = (np.random.Generator(np.random.PCG64(s)) for s in seed.spawn(2))
-    F, y = sample_from_moments(mom, _check_n(params["n"]), rng_train)
-    path = ridge_path(F, y, lams)
-    n_test = params.get("n_test")
+    F, y = sample_from_moments(mom, n, rng_train, dt)
+    path = ridge_path(F, y, lams, method=method)
     if n_test is None:
         test = _population_error(path.theta, mom)
     else:
-        test = _empirical_test_error(path.theta, mom, _check_n(n_test, "n_test"), rng_test, np.float64)
-    return {"test_error": np.asarray(test, dtype=np.float64), "train_error": path.train_error}
+        test = _empirical_test_error(path.theta, mom, n_test, rng_test, dt)
+    return np.asarray(test, dtype=np.float64), path.train_error
+
+
+# --------------------------------------------------------------------------- sweep task
+@register_spec
+@dataclass(frozen=True)
+class RidgeSpec(ModelSpec):
+    """One point of a ridge sweep: ridge on n Gaussian samples with the moments of a spectrum.
+
+    spectrum : ``{"kind": "isotropic", "p": p}`` or ``{"kind": "power-law", "p", "alpha",
+        "beta"}`` (see :func:`simulations.data.spectrum_from_spec`);
+    y2 : E[y^2] (>= b^T Omega^+ b);  n : number of training samples;
+    lams : the lambdas of the path (mean-loss convention, >= 0);
+    n_test : None (exact population test error) or the size of a fresh test set.
+    """
+
+    kind: ClassVar[str] = "ridge"
+    spectrum: dict
+    y2: float
+    n: int
+    lams: tuple
+    n_test: int | None = None
+
+    def validate(self) -> None:
+        self._set("spectrum", check_spectrum(self.spectrum))
+        self._set("y2", nonneg_float(self.y2, "y2"))
+        self._set("n", pos_int(self.n, "n"))
+        self._set("lams", tuple(float(x) for x in check_lams(self.lams)))
+        if self.n_test is not None:
+            self._set("n_test", pos_int(self.n_test, "n_test"))
+        self.moments()  # y2 >= b^T Omega^+ b
+
+    def moments(self) -> PopulationMoments:
+        """The validated population moments (eigenbasis) of the spectrum and E[y^2]."""
+        return validate_moments(*spectrum_from_spec(self.spectrum), self.y2)
+
+
+def ridge_task(spec: RidgeSpec | dict, seed: np.random.SeedSequence) -> dict:
+    """One sweep task: a ridge fit on n Gaussian samples, errors for every λ of the path.
+
+    ``spec``: a :class:`RidgeSpec` (or its dict form: ``spectrum``, ``y2``, ``n``, ``lams``,
+    optional ``n_test``). The training sample comes from ``stream(seed, "train")``, a fresh test
+    set (only with ``n_test``) from ``stream(seed, "test")``. Returns
+    ``{"test_error": (L,), "train_error": (L,)}``.
+    """
+    spec = spec if isinstance(spec, RidgeSpec) else RidgeSpec.from_dict(spec)
+    test, train = _fit_and_score(spec.moments(), spec.n, np.asarray(spec.lams), stream(seed, "train"),
+                                 stream(seed, "test"), spec.n_test)
+    return {"test_error": test, "train_error": train}
