@@ -107,37 +107,29 @@ def _g_grid(n, r, lam, grid, grid_su, grid_sv, j):
 
 
 @njit(cache=True)
-def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_su, grid_sv, max_iter, rtol):
-    """Solve one (n, λ) point; returns (κ, Σu, Σu², Σuv, Σ beta2 v², iterations, status)."""
-    m = grid.shape[0]
-    # Binary search: first grid index with g >= 0 (g is sign-monotone in κ).
+def _grid_bracket(n, r, lam, grid, grid_su, grid_sv):
+    """Index j of the first κ-grid point with g(κ_j) >= 0 (binary search: g is sign-monotone in κ)."""
     lo_i = 0
-    hi_i = m
+    hi_i = grid.shape[0]
     while lo_i < hi_i:
         mid = (lo_i + hi_i) // 2
         if _g_grid(n, r, lam, grid, grid_su, grid_sv, mid) >= 0.0:
             hi_i = mid
         else:
             lo_i = mid + 1
-    j = lo_i
-    if j == 0:
-        a = grid[0]
-        ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, 0)
-        b = a
-        gb = ga
-    elif j == m:
-        a = grid[m - 1]
-        ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, m - 1)
-        b = a
-        gb = ga
-    else:
-        a = grid[j - 1]
-        ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, j - 1)
-        b = grid[j]
-        gb = _g_grid(n, r, lam, grid, grid_su, grid_sv, j)
+    return lo_i
+
+
+@njit(cache=True)
+def _initial_bracket(w, r, n, lam, grid, grid_su, grid_sv):
+    """Bracket [a, b] of the root of g and a first guess x (regula falsi inside the grid cell).
+
+    A root outside the grid (only through rounding at the ends) gets the analytic bracket of (E1):
+    [λ, λ + Tr Ω/n] for λ > 0, [w_min (r − n)/n, Tr Ω/n] for λ = 0.
+    """
+    m = grid.shape[0]
+    j = _grid_bracket(n, r, lam, grid, grid_su, grid_sv)
     if j == 0 or j == m:
-        # Root outside the grid (only through rounding at the ends): widen to the
-        # analytic bracket of (E1).
         trace = 0.0
         for i in range(w.shape[0]):
             trace += w[i]
@@ -147,16 +139,27 @@ def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_su, grid_sv, max_it
         else:
             a = w[0] * (r - n) / n
             b = trace / n
-        ga = -1.0
-        gb = 1.0
+        return a, b, 0.5 * (a + b)
+    a = grid[j - 1]
+    ga = _g_grid(n, r, lam, grid, grid_su, grid_sv, j - 1)
+    b = grid[j]
+    gb = _g_grid(n, r, lam, grid, grid_su, grid_sv, j)
+    if gb == 0.0:
+        return a, b, b
+    x = a - ga * (b - a) / (gb - ga)
+    if not (a < x < b):
         x = 0.5 * (a + b)
-    elif gb == 0.0:
-        x = b
-    else:
-        x = a - ga * (b - a) / (gb - ga)
-        if not (a < x < b):
-            x = 0.5 * (a + b)
+    return a, b, x
 
+
+@njit(cache=True)
+def _solve_point(w, beta2, sigma_res2, r, n, lam, grid, grid_su, grid_sv, max_iter, rtol):
+    """Solve one (n, λ) point; returns (κ, Σu, Σu², Σuv, Σ beta2 v², iterations, status).
+
+    Safeguarded Halley iteration on g(κ) = κ(n − df1)/n − λ inside the bracket of
+    :func:`_initial_bracket` (bisection whenever a step leaves it).
+    """
+    a, b, x = _initial_bracket(w, r, n, lam, grid, grid_su, grid_sv)
     status = NOT_CONVERGED
     it = 0
     su = su2 = suv = sb = 0.0

@@ -8,7 +8,7 @@ Model (samples x ~ N(0, Σ) in R^d, no biases, weights used as given):
 Gaussian equivalence replaces every activation applied to a pre-activation of variance r by its
 first two Hermite components plus independent noise, σ(h) ≈ κ0 + κ1 h + κ* ξ (see
 :func:`asymptotics.gaussian.kappas`). The mean κ0 is dropped: the features are taken centred,
-σ̃ = σ − κ0 (spec §2.4, option 1; exact for odd activations). Layer by layer, with
+σ̃ = σ − κ0 (exact for odd activations, whose κ0 vanishes). Layer by layer, with
 C_ℓ = W_ℓ Ω_{ℓ−1} W_ℓᵀ the pre-activation covariance:
 
     Ω_ℓ = (κ1 κ1ᵀ) ∘ C_ℓ + diag(κ*²)                      (E-Ω)
@@ -20,7 +20,8 @@ units propagates with κ1 only, X ← (κ1 ∘ W) X on a student layer and X ←
 teacher layer — their κ*-noises are independent — except on layers the two networks share
 (literally the same neurons), where X follows Ω including its κ*² diagonal. Starting from
 Ω_0 = Ψ_0 = X_0 = Σ, the result is Ω = Ω_L (p × p), Φ = X (p × k), Ψ = Ψ_{L*} (k × k), which feed
-:meth:`asymptotics.ridge.GaussianCovariateModel.from_teacher` directly.
+:meth:`asymptotics.ridge.GaussianCovariateModel.from_teacher` directly. The derivation, and the
+papers it follows, are in ``docs/theory/deep_features.md``.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def _warn_if_not_centred(acts) -> None:
     means = [a.name for a in acts if not a.is_odd]
     if means:
         warnings.warn(f"activations {sorted(set(means))} are not odd: their mean κ0 is dropped, i.e. the "
-                      "linearisation describes centred activations σ − κ0(r) (spec §2.4); simulate the "
+                      "linearisation describes centred activations σ − κ0(r); simulate the "
                       "same centred network, or use odd activations", UserWarning, stacklevel=3)
 
 
@@ -120,46 +121,12 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
     recursion. Activations are taken centred (their mean κ0 is not included).
     """
     student = list(weights)
-    if input_covariance is None:
-        d = _as_matrix(student[0], "weights[0]").shape[1] if len(student) else 0
-        sigma = np.eye(d)
-    else:
-        sigma = _as_matrix(input_covariance, "input_covariance")
-        if sigma.shape[0] != sigma.shape[1]:
-            raise ValueError(f"input_covariance must be square, got shape {sigma.shape}")
-        if np.max(np.abs(sigma - sigma.T), initial=0.0) > 1e-10 * max(np.max(np.abs(sigma)), 1e-300):
-            raise ValueError("input_covariance must be symmetric")
-        if np.linalg.eigvalsh(sigma).min() < -1e-10 * max(np.max(np.abs(sigma)), 1e-300):
-            raise ValueError("input_covariance must be positive semi-definite")
-        d = sigma.shape[0]
-    mats = _check_chain(student, "weights", d)
+    sigma = _input_covariance(input_covariance, student)
+    mats = _check_chain(student, "weights", sigma.shape[0])
     acts = _check_activations(activations, len(mats), "activations")
-    if teacher_weights is None:
-        if teacher_activations is not None:
-            raise ValueError("teacher_activations given without teacher_weights")
-        t_mats, t_acts = [], []
-    else:
-        if teacher_activations is None:
-            raise ValueError("teacher_weights given without teacher_activations")
-        t_mats = _check_chain(list(teacher_weights), "teacher_weights", d)
-        t_acts = _check_activations(teacher_activations, len(t_mats), "teacher_activations")
-
+    t_mats, t_acts = _teacher_chain(teacher_weights, teacher_activations, sigma.shape[0])
     _warn_if_not_centred(acts + t_acts)
-    if shared_layers is None:
-        shared = 0
-        if teacher_weights is not None:
-            for ws, wt, a_s, a_t in zip(student, teacher_weights, acts, t_acts):
-                if ws is wt and a_s.name == a_t.name:
-                    shared += 1
-                else:
-                    break
-    else:
-        shared = int(shared_layers)
-        if not 0 <= shared <= min(len(mats), len(t_mats)):
-            raise ValueError(f"shared_layers must be in [0, {min(len(mats), len(t_mats))}], got {shared_layers}")
-        for i in range(shared):
-            if mats[i].shape != t_mats[i].shape or not np.array_equal(mats[i], t_mats[i]) or acts[i].name != t_acts[i].name:
-                raise ValueError(f"shared_layers={shared}: layer {i} of the teacher differs from the student's")
+    shared = _shared_layers(shared_layers, student, teacher_weights, mats, acts, t_mats, t_acts)
 
     omega = sigma.copy()
     for i in range(shared):  # the same neurons: Ω = Ψ = X
@@ -175,3 +142,51 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
         cross = (cross @ t_mats[j].T) * k1t[None, :]
         psi = psi_new
     return omega, cross, psi
+
+
+def _input_covariance(input_covariance, student: list) -> np.ndarray:
+    """Σ: the identity of the student's input dimension, or the given symmetric PSD matrix."""
+    if input_covariance is None:
+        d = _as_matrix(student[0], "weights[0]").shape[1] if len(student) else 0
+        return np.eye(d)
+    sigma = _as_matrix(input_covariance, "input_covariance")
+    if sigma.shape[0] != sigma.shape[1]:
+        raise ValueError(f"input_covariance must be square, got shape {sigma.shape}")
+    if np.max(np.abs(sigma - sigma.T), initial=0.0) > 1e-10 * max(np.max(np.abs(sigma)), 1e-300):
+        raise ValueError("input_covariance must be symmetric")
+    if np.linalg.eigvalsh(sigma).min() < -1e-10 * max(np.max(np.abs(sigma)), 1e-300):
+        raise ValueError("input_covariance must be positive semi-definite")
+    return sigma
+
+
+def _teacher_chain(teacher_weights, teacher_activations, d: int) -> tuple[list, list]:
+    """Checked teacher weights and activations ([] and [] for the linear teacher ψ(x) = x)."""
+    if teacher_weights is None:
+        if teacher_activations is not None:
+            raise ValueError("teacher_activations given without teacher_weights")
+        return [], []
+    if teacher_activations is None:
+        raise ValueError("teacher_weights given without teacher_activations")
+    t_mats = _check_chain(list(teacher_weights), "teacher_weights", d)
+    return t_mats, _check_activations(teacher_activations, len(t_mats), "teacher_activations")
+
+
+def _shared_layers(shared_layers, student, teacher_weights, mats, acts, t_mats, t_acts) -> int:
+    """Number of first layers the teacher shares with the student: checked if given, else the longest
+    common prefix of identical weight *objects* with identical activations."""
+    if shared_layers is None:
+        shared = 0
+        if teacher_weights is not None:
+            for ws, wt, a_s, a_t in zip(student, teacher_weights, acts, t_acts):
+                if ws is wt and a_s.name == a_t.name:
+                    shared += 1
+                else:
+                    break
+        return shared
+    shared = int(shared_layers)
+    if not 0 <= shared <= min(len(mats), len(t_mats)):
+        raise ValueError(f"shared_layers must be in [0, {min(len(mats), len(t_mats))}], got {shared_layers}")
+    for i in range(shared):
+        if mats[i].shape != t_mats[i].shape or not np.array_equal(mats[i], t_mats[i]) or acts[i].name != t_acts[i].name:
+            raise ValueError(f"shared_layers={shared}: layer {i} of the teacher differs from the student's")
+    return shared

@@ -59,6 +59,7 @@ from scipy.special import gammaln
 
 from . import functions
 from .functions import z
+from .validation import choice
 
 __all__ = ["GaussianMoments", "expectation", "moments", "kappas", "hermite_coefficients",
            "expectation_mp", "kappas_mp", "hermite_coefficients_mp", "TOL"]
@@ -105,9 +106,7 @@ def _shaped(values: np.ndarray, shape: tuple):
 
 
 def _method(method: str) -> str:
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    return method
+    return choice(method, "method", _METHODS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 r"""Deterministic equivalent of ridge regression on Gaussian-equivalent features.
 
-Convention (mean loss, see ``docs/conventions.md``)::
+Convention (mean loss, see ``docs/conventions.md``; derivation in ``docs/theory/ridge.md``)::
 
     θ̂ = argmin_θ (1/n) Σ_i (y_i − θᵀφ(x_i))² + λ‖θ‖²  =  (FᵀF/n + λI)⁻¹ Fᵀy/n.
 
@@ -325,7 +325,7 @@ class GaussianCovariateModel:
     def ridge_high_precision(self, n, lam, dps: int = 50) -> RidgeResult:
         """The same equations (E1)–(E3) in mpmath at ``dps`` digits: the reference for tests.
 
-        Uses the plain formulas of the spec (no reformulation), Newton from the right end of
+        Uses the plain formulas (E1)–(E3) (no reformulation), Newton from the right end of
         the bracket (monotone for the convex g) with a bisection guard. Inputs are the same
         double-precision spectrum and b̃ as the fast path; outputs are rounded to float64.
         """
