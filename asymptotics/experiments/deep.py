@@ -6,23 +6,25 @@ Simulation: :func:`simulations.deep.deep_ridge_task`, ridge on n fresh samples o
 network, test error on a fresh test set (label noise included).
 
 λ is this project's mean-loss λ. The paper's figures use the anchor code's sum-loss λ_c on raw
-features (spec §1.2): λ = λ_c / n; the experiments here state λ in our convention directly.
+features, ‖y − Fθ‖² + λ_c‖θ‖², i.e. λ = λ_c / n (:func:`asymptotics.conventions.lam_from_sum_loss`,
+called by ``deep-rainbow``); the other experiments state λ in our convention directly. The theory
+is derived in ``docs/theory/deep_features.md``.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from simulations.deep import build_network, deep_ridge_task, moments_task
+from simulations.deep import DeepFeaturesSpec, DeepMomentsSpec, build_network, deep_ridge_task, moments_task
 
-from ..compare import Panel, Series
+from ..compare import Panel, SeedStack, Series
+from ..conventions import PROJECT_CONVENTION, lam_from_sum_loss
 from ..deep import linearized_covariances
-from ..ridge import GaussianCovariateModel, NumericalWarning
-from . import ExperimentOutput, Sweeper, register
+from ..ridge import GaussianCovariateModel
+from . import ExperimentOutput, Sweeper, expected_numerics, register
 
 
 def network_spec(d, widths, activations, teacher_widths=None, teacher_activations=(), noise=0.1, seed=1) -> dict:
+    """The network description of :mod:`simulations.deep` (linear teacher by default)."""
     return {"d": int(d), "widths": [int(w) for w in widths], "activations": list(activations),
             "teacher": {"widths": [int(d)] if teacher_widths is None else [int(w) for w in teacher_widths],
                         "activations": list(teacher_activations), "noise": float(noise)},
@@ -48,29 +50,38 @@ def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:
     return ns[np.abs(ns - p) > 0.05 * p]  # off the ridgeless peak, where seeds disagree wildly
 
 
+def _ridge_specs(spec: dict, ns, lams_per_n, n_test: int) -> list[DeepFeaturesSpec]:
+    """One :class:`DeepFeaturesSpec` per sample size n (with its own list of λ)."""
+    return [DeepFeaturesSpec(network=spec, n=int(n), lams=tuple(float(x) for x in lams), n_test=int(n_test))
+            for n, lams in zip(ns, lams_per_n)]
+
+
+def simulated_test_errors(sweep: Sweeper, spec: dict, ns, lams, n_test: int) -> SeedStack:
+    """Simulated test errors over seeds, shape (S, N, L): ridge on n samples for every n in ``ns``."""
+    return sweep.stack(deep_ridge_task, _ridge_specs(spec, ns, [lams] * len(ns), n_test), "test_error")
+
+
 def simulate(sweep: Sweeper, spec: dict, ns, lams, n_test: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std over seeds of the test error, each (N, L)."""
-    params = [{"network": spec, "n": int(n), "lams": [float(x) for x in lams], "n_test": int(n_test)} for n in ns]
-    res = sweep(deep_ridge_task, params)
-    a = np.array([[r["test_error"] for r in per_n] for per_n in res])  # (N, S, L)
-    std = a.std(axis=1, ddof=1) if a.shape[1] > 1 else np.zeros((a.shape[0], a.shape[2]))
-    return a.mean(axis=1), std
+    stack = simulated_test_errors(sweep, spec, ns, lams, n_test)
+    return stack.mean, stack.std
 
 
 def curves(sweep, spec, panel, ns_sim, lams, n_test, model=None) -> list[Series]:
+    """Theory and simulated learning curves (test error vs n), one series per λ."""
     model = model or theory_model(spec)
     n_theory = np.geomspace(ns_sim.min(), ns_sim.max(), 240)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumericalWarning)
+    with expected_numerics():
         th = model.ridge(n_theory[:, None], np.asarray(lams)[None, :]).test_error
         at = model.ridge(ns_sim[:, None].astype(float), np.asarray(lams)[None, :]).test_error
-    mean, std = simulate(sweep, spec, ns_sim, lams, n_test)
+    sim = simulated_test_errors(sweep, spec, ns_sim, lams, n_test)
     return [Series(panel=panel, name=_lam_label(lam), theory_x=n_theory, theory_y=th[:, j], sim_x=ns_sim,
-                   sim_mean=mean[:, j], sim_std=std[:, j], n_seeds=sweep.seeds, theory_at_sim=at[:, j])
+                   sim_mean=sim.mean[:, j], sim_std=sim.std[:, j], n_seeds=sim.n, theory_at_sim=at[:, j])
             for j, lam in enumerate(lams)]
 
 
-LAMBDA_CONVENTION = "mean loss: (1/n)Σ(y−θᵀφ)² + λ‖θ‖²"
+#: This project's λ convention (written to the JSON of the experiments).
+LAMBDA_CONVENTION = PROJECT_CONVENTION
 
 
 def _sizes(quick: bool) -> dict:
@@ -134,11 +145,11 @@ def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     for p in widths:
         spec = network_spec(p // 2, [p, p], ["tanh", "tanh"])
         n = int(ratio * p)
-        mean, std = simulate(sweep, spec, [n], [lam], 4 * p)
+        sim = simulated_test_errors(sweep, spec, [n], [lam], 4 * p)
         for key, per in (("per-neuron variances", True), ("mean variance", False)):
             t = float(theory_model(spec, per_neuron=per).ridge(float(n), lam).test_error)
-            dev[key].append(abs(mean[0, 0] - t) / t)
-        rel_se.append(std[0, 0] / np.sqrt(sweep.seeds) / t)
+            dev[key].append(abs(sim.mean[0, 0] - t) / t)
+        rel_se.append(sim.sem[0, 0] / t)  # relative to the last theory (mean variance)
     w = np.array(widths, dtype=float)
     series, slopes = [], {}
     for key, values in dev.items():
@@ -162,6 +173,28 @@ def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                                              "flattens: more seeds are needed at large p"})
 
 
+def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, lam) -> tuple[dict, list]:
+    """For every number m of samples: the relative Frobenius error of Ω̂ against Ω_lin and the largest
+    relative change of the predicted curve (θ̂ from Ω̂, b̂, E[y²] instead of the linearisation), as
+    seed stacks; plus the curves of seed 0 at m = 1000 and the largest m (dashed series)."""
+    res = sweep(moments_task, [DeepMomentsSpec(network=spec, n_samples=m) for m in n_covs])
+    ref = model.ridge(n_grid, lam).test_error
+    omega_lin = linearized_covariances(*build_network(spec)[:2], per_neuron=True)[0]
+    frob, curve_dev = np.zeros((len(n_covs), sweep.seeds)), np.zeros((len(n_covs), sweep.seeds))
+    dashed = []
+    for i, per_seed in enumerate(res):
+        for j, est in enumerate(per_seed):
+            frob[i, j] = np.linalg.norm(est["omega"] - omega_lin) / np.linalg.norm(omega_lin)
+            e = GaussianCovariateModel(est["omega"], est["b"], est["y2"], psd_tol=1e-6).ridge(n_grid, lam).test_error
+            curve_dev[i, j] = np.max(np.abs(e - ref) / ref)
+            if j == 0 and n_covs[i] in (1000, n_covs[-1]):
+                dashed.append(Series(panel="curves", name=f"theory from moments estimated on {n_covs[i]} samples",
+                                     theory_x=n_grid, theory_y=e, style={"ls": "--"}))
+    stacks = {"‖Ω̂ − Ω_lin‖_F / ‖Ω_lin‖_F": SeedStack(frob.T),
+              "max relative change of the predicted curve": SeedStack(curve_dev.T)}
+    return stacks, dashed
+
+
 @register("deep-rf-estimated", "Theory from Ω, Φ, Ψ estimated from samples vs the linearised theory: "
           "error of the estimate vs the number of samples", quick_seeds=3, full_seeds=5)
 def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
@@ -173,25 +206,12 @@ def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     lam = 0.01
     series = curves(sweep, spec, "curves", ns_sim, [lam], s["n_test"], model)
     series[0].name = "linearised theory, λ = 0.01"
-    res = sweep(moments_task, [{"network": spec, "n_samples": m} for m in n_covs])
-    n_grid = series[0].theory_x
-    ref = model.ridge(n_grid, lam).test_error
-    frob, curve_dev = np.zeros((len(n_covs), sweep.seeds)), np.zeros((len(n_covs), sweep.seeds))
-    omega_lin = linearized_covariances(*build_network(spec)[:2], per_neuron=True)[0]
-    for i, per_seed in enumerate(res):
-        for j, est in enumerate(per_seed):
-            frob[i, j] = np.linalg.norm(est["omega"] - omega_lin) / np.linalg.norm(omega_lin)
-            m = GaussianCovariateModel(est["omega"], est["b"], est["y2"], psd_tol=1e-6)
-            e = m.ridge(n_grid, lam).test_error
-            curve_dev[i, j] = np.max(np.abs(e - ref) / ref)
-            if j == 0 and n_covs[i] in (1000, n_covs[-1]):
-                series.append(Series(panel="curves", name=f"theory from moments estimated on {n_covs[i]} samples",
-                                     theory_x=n_grid, theory_y=e, style={"ls": "--"}))
-    slope = float(np.polyfit(np.log(n_covs), np.log(frob.mean(1)), 1)[0])
-    for name, arr in (("‖Ω̂ − Ω_lin‖_F / ‖Ω_lin‖_F", frob), ("max relative change of the predicted curve", curve_dev)):
-        series.append(Series(panel="estimate", name=name, sim_x=np.array(n_covs, float), sim_mean=arr.mean(1),
-                             sim_std=arr.std(1, ddof=1) if sweep.seeds > 1 else np.zeros(len(n_covs)),
-                             n_seeds=sweep.seeds))
+    stacks, dashed = _estimated_moment_errors(sweep, spec, model, n_covs, series[0].theory_x, lam)
+    series += dashed
+    slope = float(np.polyfit(np.log(n_covs), np.log(stacks["‖Ω̂ − Ω_lin‖_F / ‖Ω_lin‖_F"].mean), 1)[0])
+    for name, stack in stacks.items():
+        series.append(Series(panel="estimate", name=name, sim_x=np.array(n_covs, float), sim_mean=stack.mean,
+                             sim_std=stack.std, n_seeds=stack.n))
     panels = [Panel("curves", "n", "test error", title=f"2-layer tanh, p = {s['p']}"),
               Panel("estimate", "samples used for Ω̂, Φ̂, Ψ̂", "relative error",
                     title=f"estimate vs linearisation (slope {slope:.2f})")]
@@ -200,6 +220,23 @@ def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                             notes={"frobenius_slope": slope,
                                    "frobenius_floor_note": "Ω̂ → E[φφᵀ] ≠ Ω_lin exactly: the error flattens "
                                                            "at the linearisation error O(p^-1/2)"})
+
+
+def _rainbow_series(sweep: Sweeper, d: int, gamma: float, lam_c: float, n_theory, ns_sim, n_cov: int,
+                    n_test: int) -> Series:
+    """One γ of the rainbow figure: theory from moments estimated on ``n_cov`` fresh samples (one seed)
+    vs ridge simulations, both at the project's λ = λ_c / n of the paper's sum-loss λ_c."""
+    spec = {"kind": "rainbow", "d": d, "gamma": gamma, "weight_seed": 1}
+    lam_theory, lam_sim = lam_from_sum_loss(lam_c, n_theory), lam_from_sum_loss(lam_c, ns_sim)
+    est = sweep(moments_task, [DeepMomentsSpec(network=spec, n_samples=n_cov)], seeds=1)[0][0]
+    model = GaussianCovariateModel(est["omega"], est["b"], est["y2"], psd_tol=1e-6)
+    sim = sweep.stack(deep_ridge_task, _ridge_specs(spec, ns_sim, [[lam] for lam in lam_sim], n_test),
+                      "test_error")
+    with expected_numerics():
+        th = model.ridge(n_theory, lam_theory).test_error
+        at = model.ridge(ns_sim.astype(float), lam_sim).test_error
+    return Series(panel="rainbow", name=f"γ = {gamma:g}", theory_x=n_theory, theory_y=th, sim_x=ns_sim,
+                  sim_mean=sim.mean[:, 0], sim_std=sim.std[:, 0], n_seeds=sim.n, theory_at_sim=at)
 
 
 @register("deep-rainbow", "Deep rainbow (structured, layer-dependent) random features with a teacher sharing "
@@ -214,22 +251,7 @@ def deep_rainbow(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     ns_sim = ns_sim[np.abs(ns_sim - d) > 0.05 * d]
     n_cov = 20_000 if quick else 100_000
     n_test = 2000
-    series = []
-    for gamma in gammas:
-        spec = {"kind": "rainbow", "d": d, "gamma": gamma, "weight_seed": 1}
-        # Convert λ_c (sum loss, raw features; spec §1.2) to this project's mean-loss λ = λ_c / n.
-        lam_theory, lam_sim = lam_c / n_theory, lam_c / ns_sim
-        est = sweep(moments_task, [{"network": spec, "n_samples": n_cov}], seeds=1)[0][0]
-        model = GaussianCovariateModel(est["omega"], est["b"], est["y2"], psd_tol=1e-6)
-        params = [{"network": spec, "n": int(n), "lams": [float(l)], "n_test": n_test} for n, l in zip(ns_sim, lam_sim)]
-        res = sweep(deep_ridge_task, params)
-        a = np.array([[r["test_error"][0] for r in per_n] for per_n in res])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumericalWarning)
-            th = model.ridge(n_theory, lam_theory).test_error
-            at = model.ridge(ns_sim.astype(float), lam_sim).test_error
-        series.append(Series(panel="rainbow", name=f"γ = {gamma:g}", theory_x=n_theory, theory_y=th, sim_x=ns_sim,
-                             sim_mean=a.mean(1), sim_std=a.std(1, ddof=1), n_seeds=sweep.seeds, theory_at_sim=at))
+    series = [_rainbow_series(sweep, d, gamma, lam_c, n_theory, ns_sim, n_cov, n_test) for gamma in gammas]
     return ExperimentOutput(
         [Panel("rainbow", "n", "test error", xscale="linear", title=f"rainbow features, d = p = {d}, λ_c = {lam_c:g}")],
         series, parameters={"d": d, "gammas": gammas, "lambda_c_sum_loss": lam_c, "lambda_ours": "λ_c / n",

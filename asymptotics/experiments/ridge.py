@@ -7,38 +7,34 @@ Experiments
     several λ (including 0), theory from :class:`GaussianCovariateModel`, the Marchenko–Pastur
     closed form as a third (dashed) curve, and simulated points.
 ``ridge-power-law``
-    Ω = diag(i^-α), b_i ∝ i^-β normalised so that bᵀΩ⁻¹b = 1, σ = 0.1 (α = 1.5, β = 1: the
-    spec's hard target). Test and training error vs n for λ ∈ {0, 1e-4, 1e-2, 1} — the
+    Ω = diag(i^-α), b_i ∝ i^-β normalised so that bᵀΩ⁻¹b = 1, σ = 0.1 (α = 1.5, β = 1: a hard
+    target, 2β < α + 1). Test and training error vs n for λ ∈ {0, 1e-4, 1e-2, 1} — the
     interpolation peak at n = p shows for λ = 0 — the optimally regularised curve, and test
     error vs λ at n = p/2 and n = 2p.
 
 λ is this project's mean-loss λ throughout (θ̂ = (FᵀF/n + λ)⁻¹Fᵀy/n); no conversion needed.
-Simulated test errors are exact population errors E[y²] − 2θ̂ᵀb + θ̂ᵀΩθ̂ of each fitted θ̂.
+Simulated test errors are exact population errors E[y²] − 2θ̂ᵀb + θ̂ᵀΩθ̂ of each fitted θ̂. The
+theory is derived in ``docs/theory/ridge.md``.
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from simulations.data import spectrum_from_spec
-from simulations.ridge import ridge_task
+from simulations.ridge import RidgeSpec, ridge_task
 
-from ..compare import Panel, Series
-from ..ridge import GaussianCovariateModel, NumericalWarning, marchenko_pastur_ridge
-from . import ExperimentOutput, Sweeper, register
+from ..compare import Panel, SeedStack, Series
+from ..conventions import PROJECT_CONVENTION
+from ..ridge import GaussianCovariateModel, marchenko_pastur_ridge
+from . import ExperimentOutput, Sweeper, expected_numerics, register
 
 
-def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict:
-    """Ridge simulations for every n (one sweep task per (n, seed)): mean/std over seeds, (N, L)."""
-    params = [{"spectrum": spectrum, "y2": y2, "n": int(n), "lams": [float(x) for x in lams]} for n in ns]
-    res = sweep(ridge_task, params)
-    out = {}
-    for kind in ("test_error", "train_error"):
-        a = np.array([[r[kind] for r in per_n] for per_n in res])  # (N, S, L)
-        out[kind] = (a.mean(axis=1), a.std(axis=1, ddof=1) if a.shape[1] > 1 else np.zeros(a.shape[::2]))
-    out["n_seeds"] = sweep.seeds
-    return out
+def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict[str, SeedStack]:
+    """Ridge simulations for every n (one sweep task per (n, seed)): test and training error as
+    seed stacks of shape (S, N, L)."""
+    specs = [RidgeSpec(spectrum=spectrum, y2=y2, n=int(n), lams=tuple(float(x) for x in lams)) for n in ns]
+    res = sweep(ridge_task, specs)
+    return {kind: SeedStack.of(res, kind, seed_axis=1) for kind in ("test_error", "train_error")}
 
 
 def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:
@@ -54,17 +50,16 @@ def _lam_label(lam: float) -> str:
 def _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=1.0,
             test_panel="test", train_panel="train"):
     """Theory and simulated test/train curves vs n for every λ."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumericalWarning)  # λ = 0 at n = p is +inf by design
+    with expected_numerics():  # λ = 0 at n = p is +inf by design
         th = model.ridge(n_theory[:, None], lams[None, :])
         at_sim = model.ridge(ns_sim[:, None].astype(float), lams[None, :])
     sim = _simulate(sweep, spectrum, model.y2, ns_sim, lams)
-    (mean_test, std_test), (mean_train, std_train) = sim["test_error"], sim["train_error"]
+    test, train = sim["test_error"], sim["train_error"]
     series = []
     for j, lam in enumerate(lams):
         for panel, th_y, at, mean, std in (
-            (test_panel, th.test_error[:, j], at_sim.test_error[:, j], mean_test[:, j], std_test[:, j]),
-            (train_panel, th.train_error[:, j], at_sim.train_error[:, j], mean_train[:, j], std_train[:, j]),
+            (test_panel, th.test_error[:, j], at_sim.test_error[:, j], test.mean[:, j], test.std[:, j]),
+            (train_panel, th.train_error[:, j], at_sim.train_error[:, j], train.mean[:, j], train.std[:, j]),
         ):
             if panel is None:
                 continue
@@ -76,7 +71,7 @@ def _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=1.0,
                 panel=panel, name=_lam_label(lam),
                 theory_x=n_theory[keep_t] / x_scale, theory_y=th_y[keep_t],
                 sim_x=ns_sim[keep_s] / x_scale, sim_mean=mean[keep_s], sim_std=std[keep_s],
-                n_seeds=sim["n_seeds"], theory_at_sim=at[keep_s]))
+                n_seeds=test.n, theory_at_sim=at[keep_s]))
     return series
 
 
@@ -95,8 +90,7 @@ def ridge_isotropic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     deviation = 0.0
     for j, lam in enumerate(lams):
         _, mp = marchenko_pastur_ridge(n_theory, p, lam, noise**2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumericalWarning)
+        with expected_numerics():
             de = model.ridge(n_theory, lam).test_error
         ok = np.isfinite(mp)
         deviation = max(deviation, float(np.max(np.abs(de[ok] - mp[ok]) / mp[ok])))
@@ -109,7 +103,7 @@ def ridge_isotropic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     return ExperimentOutput(
         panels=panels, series=series,
         parameters={"p": p, "noise_std": noise, "lams": lams.tolist(), "ns_simulated": ns_sim.tolist(),
-                    "lambda_convention": "mean loss: (1/n)Σ(y−θᵀφ)² + λ‖θ‖²"},
+                    "lambda_convention": PROJECT_CONVENTION},
         title=f"Isotropic ridge, p = {p}",
         notes={"max_relative_difference_solver_vs_marchenko_pastur": deviation})
 
@@ -135,16 +129,14 @@ def ridge_power_law(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     lam_theory = np.geomspace(1e-6, 10, 200)
     lam_sim = np.geomspace(1e-6, 10, 9 if quick else 13)
     n_fixed = np.array([p // 2, 2 * p])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumericalWarning)
+    with expected_numerics():
         th = model.ridge(n_fixed[:, None].astype(float), lam_theory[None, :])
         at = model.ridge(n_fixed[:, None].astype(float), lam_sim[None, :])
-    sim = _simulate(sweep, spectrum, y2, n_fixed, lam_sim)
-    mean, std = sim["test_error"]
+    test = _simulate(sweep, spectrum, y2, n_fixed, lam_sim)["test_error"]
     for i, n in enumerate(n_fixed):
         series.append(Series(panel="vs-lambda", name=f"n = {n}", theory_x=lam_theory, theory_y=th.test_error[i],
-                             sim_x=lam_sim, sim_mean=mean[i], sim_std=std[i],
-                             n_seeds=sim["n_seeds"], theory_at_sim=at.test_error[i]))
+                             sim_x=lam_sim, sim_mean=test.mean[i], sim_std=test.std[i],
+                             n_seeds=test.n, theory_at_sim=at.test_error[i]))
     panels = [Panel("test", "n", "test error", title=f"test error, ω_i = i^-{alpha}, b_i ∝ i^-{beta:g}"),
               Panel("train", "n", "training error", title="training error"),
               Panel("vs-lambda", "λ", "test error", title="test error vs λ")]
@@ -153,6 +145,6 @@ def ridge_power_law(quick: bool, sweep: Sweeper) -> ExperimentOutput:
         parameters={"p": p, "alpha": alpha, "beta": beta, "noise_std": noise, "y2": y2,
                     "lams": lams.tolist(), "ns_simulated": ns_sim.tolist(), "n_fixed": n_fixed.tolist(),
                     "lams_simulated_vs_lambda": lam_sim.tolist(),
-                    "lambda_convention": "mean loss: (1/n)Σ(y−θᵀφ)² + λ‖θ‖²"},
+                    "lambda_convention": PROJECT_CONVENTION},
         title=f"Ridge on power-law Gaussian features, p = {p}",
         notes={"optimal_lambda": {"n": opt.n.tolist(), "lam": opt.lam.tolist()}})
