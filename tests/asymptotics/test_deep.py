@@ -70,7 +70,8 @@ def test_per_neuron_diagonal_is_exact():
 
 
 def test_two_layer_deep_teacher_matches_the_closed_expression():
-    """The dRF notebook's formulas for a 2-layer student and a 1-layer teacher (spec §2.3)."""
+    """The dRF notebook's formulas for a 2-layer student and a 1-layer teacher: Ω, Φ, Ψ of
+    docs/theory/deep_features.md written out by hand."""
     w1, w2 = weights([40, 50, 60], 1)
     (wt,) = weights([40, 30], 2)
     omega, phi, psi = linearized_covariances([w1, w2], ["tanh", "erf"], [wt], ["sign"])

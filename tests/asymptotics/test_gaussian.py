@@ -1,7 +1,8 @@
 """Facts about Gaussian expectations, κ and Hermite coefficients (asymptotics.gaussian).
 
 References are closed forms, exact sympy integrals, and mpmath adaptive quadrature at 30 digits
-(``*_mp``); the table is spec deep_structured_features.md §2.5 (checked against mpmath).
+(``*_mp``); the table of κ0, κ1, E2, κ*², κ* at r = 1 is the one of docs/theory/deep_features.md
+(checked against mpmath).
 """
 import math
 
@@ -19,7 +20,7 @@ from asymptotics.functions import z
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VARIANCES = st.floats(0.01, 100.0)
 
-# activation: κ0, κ1, E2, κ*², κ* at r = 1 (spec §2.5, 13 significant digits)
+# activation: κ0, κ1, E2, κ*², κ* at r = 1 (13 significant digits; docs/theory/deep_features.md)
 TABLE = {
     "tanh": (0, 0.6057055096022, 0.3942944903978, 0.02741532603543, 0.1655757410837),
     "relu": (0.3989422804014, 0.5, 0.5, 0.09084505690810, 0.3014051374945),
@@ -134,7 +135,7 @@ def test_user_expression_in_one_call():
 
 
 def test_cache_is_keyed_by_name_and_expression():
-    # spec §8.3: a cache keyed by a function's __name__ mixes up different functions
+    # regression: a cache keyed by a function's __name__ mixes up different functions
     a = F.register("test_cache_key", "tanh(z)", replace=True)
     before = G.kappas(a, 2.0)
     b = F.register("test_cache_key", "tanh(z/2)", replace=True)

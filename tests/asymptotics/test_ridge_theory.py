@@ -58,8 +58,10 @@ def test_isotropic_ridgeless_closed_form(n):
     assert res.test_error == pytest.approx(err, rel=1e-12)
 
 
-# Reference values of the spec (§6 i and ii), computed independently with brentq / mpmath.
-SPEC_ISOTROPIC = [
+# Reference values (isotropic Ω = I_200, ‖b‖² = 1, σ² = 0.01; power law ω_i = i^-1.5, b_i ∝ i^-1,
+# bᵀΩ⁻¹b = 1, E[y²] = 1.01, p = 1000), computed independently with brentq / mpmath from the
+# equations of docs/theory/ridge.md.
+REFERENCE_ISOTROPIC = [
     (100, 1e-3, 1.0019980060, 0.5199611732, 5.178896126e-7),
     (100, 0.1, 1.1844288770, 0.5233515933, 3.730573289e-3),
     (100, 1.0, 2.4142135624, 0.6156244584, 0.1056244584),
@@ -68,7 +70,7 @@ SPEC_ISOTROPIC = [
     (400, 0.0, 0.0, 0.02, 0.005),
     (400, 0.1, 0.1741657387, 0.05021293350, 0.01655351177),
 ]
-SPEC_POWER_LAW = [
+REFERENCE_POWER_LAW = [
     (100, 0.0, 2.739879414e-3, 1.132218248),
     (100, 1e-2, 0.01529470772, 0.9443645557),
     (500, 0.0, 1.180866258e-4, 0.5391624991),
@@ -79,16 +81,16 @@ SPEC_POWER_LAW = [
 ]
 
 
-@pytest.mark.parametrize("n,lam,kappa,egen,etrain", SPEC_ISOTROPIC)
-def test_spec_isotropic_table(n, lam, kappa, egen, etrain):
+@pytest.mark.parametrize("n,lam,kappa,egen,etrain", REFERENCE_ISOTROPIC)
+def test_reference_isotropic_table(n, lam, kappa, egen, etrain):
     res = isotropic().ridge(n, lam)
     assert res.kappa == pytest.approx(kappa, rel=1e-9, abs=1e-15)
     assert res.test_error == pytest.approx(egen, rel=1e-9)
     assert res.train_error == pytest.approx(etrain, rel=1e-9)
 
 
-@pytest.mark.parametrize("n,lam,kappa,egen", SPEC_POWER_LAW)
-def test_spec_power_law_table(n, lam, kappa, egen):
+@pytest.mark.parametrize("n,lam,kappa,egen", REFERENCE_POWER_LAW)
+def test_reference_power_law_table(n, lam, kappa, egen):
     res = power_law().ridge(n, lam)
     assert res.kappa == pytest.approx(kappa, rel=1e-9, abs=1e-15)
     assert res.test_error == pytest.approx(egen, rel=1e-9)
