@@ -1,10 +1,11 @@
 r"""Theory of hierarchical polynomials h = g∘p learned by three-layer networks.
 
 Wang, Nichani, Lee, *Learning Hierarchical Polynomials with Three-Layer Neural Networks*
-(ICLR 2024). Spec: ``specs/hierarchical_polynomials.md`` (section numbers below refer to it).
+(ICLR 2024, arXiv:2311.13774). The equations, their derivation and the sanity tables are in
+``docs/theory/hierarchical.md``.
 
-Target (§1)
------------
+Target
+------
 x ~ N(0, I_d), probabilists' Hermite polynomials He_k (monic, E[He_j He_k] = k! δ_jk)::
 
     p(x) = Σ_{i=1}^d λ_i H(x_i),   λ_i = ±1,   h(x) = g(p(x)) = C_d p(x)^3,   E[h^2] = 1,
@@ -20,8 +21,8 @@ moments E[H^j] by binomial convolution, d times::
 Closed forms (H = He3, checked by the tests): E p^2 = 6d, E p^4 = 108 d^2 + 3240 d,
 E p^6 = 3240 d^3 + 291600 d^2 + 11314080 d.
 
-Hermite spectrum (§3, §5.1)
----------------------------
+Hermite spectrum
+----------------
 Expanding p^3 = Σ_a Y_a^3 + 3 Σ_{a≠b} Y_a^2 Y_b + 6 Σ_{a<b<c} Y_a Y_b Y_c with the univariate
 expansions He3^3 = Σ_k α_k He_k (α = 324, 558, 216, 27, 1 at k = 1, 3, 5, 7, 9) and
 He3^2 = Σ_j β_j He_j (β = 6, 18, 9, 1 at j = 0, 2, 4, 6) gives the orthogonal decomposition::
@@ -43,15 +44,15 @@ corr(h, p) = E[p^4]/√(E[p^2] E[p^6]) → √(3/5) as d → ∞ (:func:`feature
 E_3 share = corr(h, p)^2. The "approximate Stein lemma" errors for p̄ = p/√E p^2 are
 ‖P_3(p̄^3) − 3 p̄‖ = 90/d and ‖P_1(p̄^3)‖ = 324/(6^{3/2} d) (:func:`stein_errors`).
 
-Predictions (§5.2, §5.3)
-------------------------
+Predictions
+-----------
 * Stage-1 ceiling: population stage 1 returns P_1 h + P_3 h, corr with p ≤ √(E_3/(E_1 + E_3)).
-* :func:`stage1_corr_heuristic` (Gaussian-design OLS heuristic, NOT exact; the spec's
-  layer-wise runs are well below it at finite n): with D_3 = binom(d + 3, 3) cubic directions
+* :func:`stage1_corr_heuristic` (Gaussian-design OLS heuristic, NOT exact; layer-wise runs
+  are well below it at finite n): with D_3 = binom(d + 3, 3) cubic directions
   and noise σ^2 = 1 − E_1 − E_3,   corr^2 ≈ E_3 / (E_1 + E_3 + σ^2 D_3/(n − D_3)),  n > D_3.
 * :func:`threshold_n` inverts it: n*(c) = D_3 (1 + σ^2 c^2/(E_3 − c^2 (E_1 + E_3))) ∝ d^3
-  (≈ 3.7 d^3 at d = 16 for c = 0.9); or n* = κ d^3 for a given constant κ (the spec's
-  frozen-V layer-wise runs suggest κ ≈ 30).
+  (≈ 3.7 d^3 at d = 16 for c = 0.9); or n* = κ d^3 for a given constant κ (frozen-V
+  layer-wise runs at d = 16 suggest κ ≈ 30).
 * :func:`error_floor` (degree-ℓ polynomial/kernel predictor, population): 1 − Σ_{j≤ℓ} E_j.
   Kernel methods need n ≍ d^ℓ to fit degree ℓ, so fitting all of h costs d^9 (not d^6).
   :func:`kernel_error_heuristic` interpolates the staircase inside each step (HEURISTIC:
@@ -61,12 +62,13 @@ Predictions (§5.2, §5.3)
 from __future__ import annotations
 
 import math
-import numbers
 from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
 import sympy
+
+from .validation import choice, nonneg_int, pos_float, pos_int, probability
 
 __all__ = [
     "CONVENTIONS",
@@ -90,19 +92,6 @@ __all__ = [
 
 #: Conventions for the univariate piece H of p: the value is H^2's normalisation E[H^2].
 CONVENTIONS = ("He3", "He3/sqrt6")
-
-
-# ============================================================================ validation
-def _pos_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _convention(convention) -> str:
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return convention
 
 
 # ============================================================================ exact Hermite algebra
@@ -187,9 +176,9 @@ def _p_moments_int(d: int, m_max: int, k: int) -> tuple[int, ...]:
 def p_moments(d: int, m_max: int = 6, convention: str = "He3") -> tuple:
     """Exact moments (E[p^m], m = 0..m_max) of p = Σ λ_i H(x_i): ints for "He3", Fractions
     (odd m: 0) for "He3/sqrt6" (E[p^m] = E[p_He3^m] / 6^{m/2})."""
-    d = _pos_int(d, "d")
-    m_max = _pos_int(m_max, "m_max") if m_max else 0
-    conv = _convention(convention)
+    d = pos_int(d, "d")
+    m_max = pos_int(m_max, "m_max") if m_max else 0
+    conv = choice(convention, "convention", CONVENTIONS)
     mom = _p_moments_int(d, m_max, 3)
     if conv == "He3":
         return mom
@@ -254,7 +243,7 @@ def degree_energies(d: int, exact: bool = True) -> dict:
     Exact :class:`fractions.Fraction` by default (``exact=False``: floats). E.g. d = 16:
     {1: 0.0062452, 3: 0.2447186, 5: 0.3643022, 7: 0.3122591, 9: 0.0724749}.
     """
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     E = _energies_int(d, 3)
     total = _p_moments_int(d, 6, 3)[6]
     out = {lv: Fraction(v, total) for lv, v in E.items()}
@@ -264,12 +253,12 @@ def degree_energies(d: int, exact: bool = True) -> dict:
 def degree3_coefficient(d: int, convention: str = "He3"):
     """The exact constant κ with P_3(p^3) = κ p: 18 d + 540 for "He3" (He3/√6: (18 d + 540)/6,
     since p = p_He3/√6 there). Returned as a Fraction."""
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     he = _he(3)
     alpha3 = hermite_expansion(_polypow(he, 3))[3]
     beta0 = hermite_expansion(_polypow(he, 2))[0]
     kappa = Fraction(alpha3 + 3 * beta0 * (d - 1))
-    return kappa if _convention(convention) == "He3" else kappa / 6
+    return kappa if choice(convention, "convention", CONVENTIONS) == "He3" else kappa / 6
 
 
 def projection_constant(d: int, convention: str = "He3") -> float:
@@ -277,7 +266,7 @@ def projection_constant(d: int, convention: str = "He3") -> float:
 
     "He3": ρ = C_d (18 d + 540) (d = 16: 0.0504891264); "He3/sqrt6": √6 × that.
     """
-    conv = _convention(convention)
+    conv = choice(convention, "convention", CONVENTIONS)
     C = normalising_constant(d, conv, exact=True)
     kappa = degree3_coefficient(d, conv)
     return float((C * sympy.Rational(kappa.numerator, kappa.denominator)).evalf(30))
@@ -285,7 +274,7 @@ def projection_constant(d: int, convention: str = "He3") -> float:
 
 def stein_errors(d: int) -> tuple[float, float]:
     """For the unit-variance p̄: (‖P_3(p̄^3) − 3 p̄‖, ‖P_1(p̄^3)‖) = (90/d, 324/(6^{3/2} d))."""
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     m2 = _p_moments_int(d, 2, 3)[2]
     kappa = degree3_coefficient(d)             # P_3(p^3) = κ p  ⇒  P_3(p̄^3) = κ m2^{-1} p̄
     e1 = _energies_int(d, 3)[1]
@@ -300,7 +289,7 @@ def target_fourth_moment(d: int) -> float:
 
 def zero_predictor_se(d: int, n_test: int) -> float:
     """Monte-Carlo standard error of the test MSE of the zero predictor, √((E h^4 − 1)/N)."""
-    n_test = _pos_int(n_test, "n_test")
+    n_test = pos_int(n_test, "n_test")
     return math.sqrt((target_fourth_moment(d) - 1.0) / n_test)
 
 
@@ -315,14 +304,15 @@ def _d3(d: int) -> int:
 
 
 def stage1_corr_heuristic(d: int, n):
-    """OLS heuristic for corr(ĝ, p) after stage 1 on n samples (§5.2; HEURISTIC)::
+    """OLS heuristic for corr(ĝ, p) after stage 1 on n samples (HEURISTIC)::
 
         corr^2 ≈ E_3 / (E_1 + E_3 + σ^2 D_3/(n − D_3)),  σ^2 = 1 − E_1 − E_3,  D_3 = binom(d+3, 3)
 
     for n > D_3; NaN for n ≤ D_3 (interpolation regime, not covered). ``n`` scalar or array.
-    d = 16, n = 8 d^3: 0.945 (the spec's layer-wise runs give 0.805 ± 0.032 there).
+    d = 16, n = 8 d^3: 0.945 (layer-wise runs give 0.805 ± 0.032 there, see
+    ``docs/theory/hierarchical.md``).
     """
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     n_arr = np.asarray(n, dtype=np.float64)
     if n_arr.size and (not np.all(np.isfinite(n_arr)) or np.any(n_arr <= 0)):
         raise ValueError(f"n must be positive and finite, got {n!r}")
@@ -343,15 +333,12 @@ def threshold_n(d: int, corr: float = 0.9, kappa: float | None = None) -> float:
         n* = D_3 (1 + σ^2 c^2 / (E_3 − c^2 (E_1 + E_3)))        (d = 16, c = 0.9: 3.70 d^3)
 
     (inf when c ≥ :func:`stage1_ceiling`). With ``kappa`` given: n* = κ d^3 (an empirical
-    constant, e.g. κ ≈ 30 from the spec's frozen-V layer-wise runs).
+    constant, e.g. κ ≈ 30 from frozen-V layer-wise runs at d = 16).
     """
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     if kappa is not None:
-        if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not kappa > 0 \
-                or not math.isfinite(kappa):
-            raise ValueError(f"kappa must be a finite number > 0, got {kappa!r}")
-        return float(kappa) * d**3
-    if isinstance(corr, bool) or not isinstance(corr, numbers.Real) or not 0 < corr < 1:
+        return pos_float(kappa, "kappa") * d**3
+    if not 0 < probability(corr, "corr") < 1:
         raise ValueError(f"corr must be a number in (0, 1), got {corr!r}")
     E = degree_energies(d, exact=False)
     sig2 = 1.0 - E[1] - E[3]
@@ -364,15 +351,14 @@ def threshold_n(d: int, corr: float = 0.9, kappa: float | None = None) -> float:
 def error_floor(d: int, ell: int) -> float:
     """Population error 1 − Σ_{j ≤ ℓ} E_j of the best degree-ℓ polynomial (= kernel method with
     n ≫ d^ℓ samples, ≪ d^{ℓ+1}) predictor of h; ℓ ≥ 9 gives 0 (h has degree 9)."""
-    d = _pos_int(d, "d")
-    if isinstance(ell, (bool, np.bool_)) or not isinstance(ell, numbers.Integral) or ell < 0:
-        raise ValueError(f"ell must be a non-negative integer, got {ell!r}")
+    d = pos_int(d, "d")
+    ell = nonneg_int(ell, "ell")
     E = degree_energies(d)
     return float(1 - sum(v for lv, v in E.items() if lv <= ell))
 
 
 def kernel_error_heuristic(d: int, n):
-    """HEURISTIC staircase test error of a rotation-invariant kernel method with n samples (§5.3).
+    """HEURISTIC staircase test error of a rotation-invariant kernel method with n samples.
 
     The degree blocks ℓ = 0, 1, 2, ... (dimension N_ℓ = binom(d + ℓ − 1, ℓ) ≈ d^ℓ/ℓ!, even
     degrees included: the kernel does not know h is odd) are filled in order, a ridgeless fit
@@ -383,7 +369,7 @@ def kernel_error_heuristic(d: int, n):
 
     Plateaus: 1 − E_1 (d ≪ n ≪ d^3), 1 − E_1 − E_3 (d^3 ≪ n ≪ d^5), E_7 + E_9, E_9, 0 (n ≫ d^9).
     """
-    d = _pos_int(d, "d")
+    d = pos_int(d, "d")
     n_arr = np.asarray(n, dtype=np.float64)
     if n_arr.size and (not np.all(np.isfinite(n_arr)) or np.any(n_arr < 0)):
         raise ValueError(f"n must be non-negative and finite, got {n!r}")
