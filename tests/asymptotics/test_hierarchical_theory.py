@@ -1,7 +1,7 @@
 """Theory of the hierarchical target h = C_d p^3 (asymptotics.hierarchical).
 
 References: independent sympy expansions of p = Σ He3(x_i) for small d, the closed forms and the
-sanity tables of spec hierarchical_polynomials.md (§1, §3, §5, §7), and Monte Carlo.
+sanity tables of docs/theory/hierarchical.md (constants, energies, reference runs), and Monte Carlo.
 """
 import math
 from fractions import Fraction
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from asymptotics import hierarchical as H
 
-# spec §1 table: d, C_d (He3), C_d (He3/sqrt6), corr(h, p)
+# docs/theory/hierarchical.md, table of constants: d, C_d (He3), C_d (He3/sqrt6), corr(h, p)
 TABLE_C = [
     (8, 9.4986886636e-05, 1.3960164271e-03, 0.4501325031),
     (16, 6.0977205849e-05, 8.9617824162e-04, 0.4946903894),
@@ -22,7 +22,7 @@ TABLE_C = [
     (32, 3.6112208939e-05, 5.3073891231e-04, 0.5584301569),
     (40, 2.9794605565e-05, 4.3788948433e-04, 0.5815858163),
 ]
-# spec §5.1 table: d, E1, E3, E5, E7, E9, stage-1 ceiling, E h^4
+# docs/theory/hierarchical.md, energy table: d, E1, E3, E5, E7, E9, stage-1 ceiling, E h^4
 TABLE_E = [
     (8, 0.0075772, 0.2026193, 0.4217961, 0.3182414, 0.0497661, 0.9818105, 56143),
     (16, 0.0062452, 0.2447186, 0.3643022, 0.3122591, 0.0724749, 0.9874792, 21392),
@@ -30,7 +30,7 @@ TABLE_E = [
     (32, 0.0043807, 0.3118442, 0.2789075, 0.2891293, 0.1157382, 0.9930492, 6666.4),
     (40, 0.0037276, 0.3382421, 0.2472619, 0.2758399, 0.1349287, 0.9945349, 4358.3),
 ]
-# spec §3: E[h p]/E[p^2] for H = He3
+# regression constant ρ = E[h p]/E[p^2] = C_d (18 d + 540) for H = He3
 TABLE_RHO = {16: 0.0504891264, 24: 0.0441686207, 32: 0.0403012252, 40: 0.0375412030}
 
 
@@ -68,7 +68,7 @@ def test_moments_and_C_against_sympy(d):
 
 
 @pytest.mark.parametrize("d, c_he3, c_norm, corr", TABLE_C)
-def test_spec_table_constants(d, c_he3, c_norm, corr):
+def test_reference_table_constants(d, c_he3, c_norm, corr):
     assert H.normalising_constant(d) == pytest.approx(c_he3, rel=1e-9)
     assert H.normalising_constant(d, "He3/sqrt6") == pytest.approx(c_norm, rel=1e-9)
     assert H.feature_correlation(d) == pytest.approx(corr, abs=1e-10)
@@ -105,7 +105,7 @@ def test_closed_forms(d):
     closed = {1: 104976 * d, 3: 1944 * d * (d + 30) ** 2, 5: 34992 * d * (d + 159),
               7: 104976 * d * (d + 34), 9: 1296 * d * (d * d + 27 * d + 252)}
     # for d < 3 there are no triple terms and for d = 1 no pair terms: the closed forms of the
-    # spec are the d >= 3 polynomials; compare there, and the total always
+    # docs are the d >= 3 polynomials; compare there, and the total always
     if d >= 3:
         assert E == {k: Fraction(v, tot) for k, v in closed.items()}
     assert float(E[3]) == pytest.approx(H.feature_correlation(d) ** 2, rel=1e-13)
@@ -118,7 +118,7 @@ def test_closed_forms(d):
 
 
 @pytest.mark.parametrize("row", TABLE_E)
-def test_spec_energy_table(row):
+def test_reference_energy_table(row):
     d, *shares, ceil, eh4 = row
     E = H.degree_energies(d, exact=False)
     assert [E[k] for k in (1, 3, 5, 7, 9)] == pytest.approx(shares, abs=6e-8)
@@ -157,9 +157,9 @@ def test_monte_carlo_second_moment_and_linear_leak():
 
 def test_stage1_heuristic_and_threshold():
     c = H.stage1_corr_heuristic(16, np.array([32768, 131072]))
-    np.testing.assert_allclose(c, [0.945, 0.977], atol=6e-4)           # spec §5.2 / §7.1
+    np.testing.assert_allclose(c, [0.945, 0.977], atol=6e-4)           # OLS heuristic at n = 8 d³, 32 d³
     assert math.isnan(H.stage1_corr_heuristic(16, math.comb(19, 3)))   # n <= D3: not covered
-    assert H.threshold_n(16) / 16**3 == pytest.approx(3.70, abs=0.01)  # spec: ≈ 3.7 d^3
+    assert H.threshold_n(16) / 16**3 == pytest.approx(3.70, abs=0.01)  # n* ≈ 3.7 d^3 at corr 0.9
     assert H.threshold_n(16, kappa=30) == 30 * 16**3
     assert H.threshold_n(16, corr=0.99) == math.inf                    # above the ceiling 0.9875
     # the heuristic inverts: corr at n* is the requested corr; n* ∝ d^3 in the sense of a bounded ratio
@@ -182,7 +182,7 @@ def test_error_floors():
     E = H.degree_energies(16, exact=False)
     assert H.error_floor(16, 0) == 1.0
     assert H.error_floor(16, 1) == pytest.approx(1 - E[1], abs=1e-15)
-    assert H.error_floor(16, 3) == pytest.approx(0.749, abs=1e-3)       # kernel plateau, spec §7.1
+    assert H.error_floor(16, 3) == pytest.approx(0.749, abs=1e-3)       # kernel plateau 1 − E1 − E3
     assert H.error_floor(40, 3) == pytest.approx(0.658, abs=1e-3)
     assert H.error_floor(16, 9) == 0.0
     floors = [H.error_floor(24, ell) for ell in range(11)]
@@ -192,7 +192,7 @@ def test_error_floors():
     k = H.kernel_error_heuristic(16, n)
     np.testing.assert_allclose(k, [1.0, 1 - E[1], 1 - E[1] - E[3] / 2, 1 - E[1] - E[3], 0.0], rtol=1e-12)
     assert np.all(np.diff(H.kernel_error_heuristic(16, np.geomspace(1, 1e12, 50))) <= 0)
-    assert H.zero_predictor_se(16, 1 << 17) == pytest.approx(0.40, abs=0.01)  # spec §6
+    assert H.zero_predictor_se(16, 1 << 17) == pytest.approx(0.40, abs=0.01)  # √((E h⁴ − 1)/N), zero predictor
 
 
 @pytest.mark.parametrize("call, name", [
