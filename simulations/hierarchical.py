@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterator
 
@@ -641,6 +642,9 @@ class _HierarchicalSpec(ModelSpec):
         self._set("dtype", float_dtype(self.dtype).name)
         self._optional("chunk", pos_int)
         self._optional("replica", nonneg_int)
+        if self.replica is not None:
+            warnings.warn("replica is deprecated: pair the points of a sweep with "
+                          "run_sweep(..., paired=('n',)) instead", DeprecationWarning, stacklevel=3)
 
     def _optional(self, name: str, check, **kw) -> None:
         value = getattr(self, name)

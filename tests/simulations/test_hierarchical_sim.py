@@ -215,11 +215,13 @@ def test_hierarchical_task():
     out2 = S.hierarchical_task({"method": "adam", "d": 4, "n": 512, "m1": 16, "m2": 20,
                                 "n_test": 1024, "max_steps": 5, "betas": [0.9, 0.99]}, ss)
     assert out2["steps"] == 5.0
-    # replica: the same λ, init and test set for every n (paired comparison)
-    r1 = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
-                              "n_test": 2048, "replica": 2}, np.random.SeedSequence(1))
-    r2 = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
-                              "n_test": 2048, "replica": 2}, np.random.SeedSequence(2))
+    # replica (deprecated; the sweep's paired=("n",) replaces it): a fixed seed for the point
+    with pytest.warns(DeprecationWarning, match="paired"):
+        r1 = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
+                                  "n_test": 2048, "replica": 2}, np.random.SeedSequence(1))
+    with pytest.warns(DeprecationWarning, match="paired"):
+        r2 = S.hierarchical_task({"method": "layerwise", "d": 4, "n": 1024, "m1": 40, "m2": 30,
+                                  "n_test": 2048, "replica": 2}, np.random.SeedSequence(2))
     assert r1 | {"wall_time": 0} == r2 | {"wall_time": 0}
     with pytest.raises(ValueError, match="method"):
         S.hierarchical_task({"method": "sgd", "d": 4, "n": 10}, ss)
