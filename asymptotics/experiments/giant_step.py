@@ -71,7 +71,9 @@ def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
         panels.append(Panel(name, "κ = log n / log d", "test error", xscale="linear", yscale="linear",
                             ylim=ylim, title=f"target {name}, ReLU, d = {d}, p = {p}"))
         specs = [_spec(**common, target=name, n=int(n), steps=T) for T in s["steps"] for n in ns]
-        err = sweep.stack(giant_step_task, specs, "test_error")
+        # paired replicas: the curves T = 0, 1, 2, … at one n share teacher, initialisation and
+        # batches, so that the comparisons between numbers of steps are not drowned in seed noise
+        err = sweep.stack(giant_step_task, specs, "test_error", paired=("steps",))
         mean, std = (a.reshape(len(s["steps"]), len(ns)) for a in (err.mean, err.std))
         for i, T in enumerate(s["steps"]):
             series.append(Series(panel=name, name="random features (T = 0)" if T == 0 else f"T = {T}",
