@@ -205,7 +205,7 @@ def sample_gaussian_features(
     n : int
         Number of samples (rows), > 0.
     rng : numpy.random.Generator
-        The only source of randomness (e.g. ``simulations.rng.child_rng(seed, ...)``).
+        The only source of randomness (e.g. ``simulations.rng.stream(seed, "train")``).
     dtype : float64 (default) or float32
         With float32 the standard normals are drawn directly in float32
         (``rng.standard_normal(size, dtype=np.float32)``), halving memory and time.

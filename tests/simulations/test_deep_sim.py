@@ -46,3 +46,20 @@ def test_bad_spec():
         build_network({**SPEC, "teacher": {"widths": [7]}})
     with pytest.raises(ValueError, match="spec needs"):
         build_network({"d": 3})
+
+
+def test_specs_validate_once_and_accept_the_dict_form():
+    from simulations.deep import DeepFeaturesSpec, DeepMomentsSpec, check_network
+    from simulations.spec import spec_from_json
+
+    params = {"network": SPEC, "n": 40, "lams": [0.0, 0.1], "n_test": 500}
+    spec = DeepFeaturesSpec.from_dict(params)
+    assert spec.network == check_network(SPEC) and spec.dtype == "float64"
+    assert spec_from_json(spec.to_json()) == spec
+    seed = task_seed(0, "t", params, 0)
+    a, b = deep_ridge_task(params, seed), deep_ridge_task(spec, seed)
+    assert np.array_equal(a["test_error"], b["test_error"])
+    with pytest.raises(ValueError, match="n_test"):
+        DeepFeaturesSpec(network=SPEC, n=40, lams=(0.1,), n_test=0)
+    with pytest.raises(ValueError, match="unknown field"):
+        DeepMomentsSpec.from_dict({"network": SPEC, "n_samples": 10, "n": 3})

@@ -207,7 +207,7 @@ def test_samples_do_not_depend_on_the_chunk_size(chunk, seed):
     rng = make_rng(seed)
     parts = list(iter_samples(n, W, "tanh", rng, teacher=T, chunk=chunk))
     assert [c.start for c in parts] == list(range(0, n, chunk))
-    after = rng.integers(2**62)  # the stream took a fixed amount from rng
+    after = rng.integers(2**62)  # the stream takes nothing from rng (it spawns a child seed)
     rng2 = make_rng(seed)
     SampleStream(W, "tanh", rng2, teacher=T)
     assert after == rng2.integers(2**62)

@@ -335,3 +335,22 @@ def test_learning_curve_bad_inputs(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         learning_curve(**args)
+
+
+def test_ridge_task_accepts_a_spec_or_its_dict_form():
+    from simulations.data import GaussianMoments, PopulationMoments
+    from simulations.ridge import RidgeSpec, ridge_task
+    from simulations.spec import spec_from_json
+
+    params = {"spectrum": {"kind": "power-law", "p": 30, "alpha": 1.5, "beta": 1}, "y2": 1.01, "n": 20,
+              "lams": [0.0, 0.1]}
+    spec = RidgeSpec.from_dict(params)
+    assert spec.lams == (0.0, 0.1) and spec.spectrum["beta"] == 1.0 and spec_from_json(spec.to_json()) == spec
+    seed = np.random.SeedSequence(5)
+    a, b = ridge_task(params, seed), ridge_task(spec, seed)
+    assert np.array_equal(a["test_error"], b["test_error"]) and np.array_equal(a["train_error"], b["train_error"])
+    with pytest.raises(ValueError, match="unknown field"):
+        RidgeSpec.from_dict({**params, "noise": 0.1})
+    with pytest.raises(ValueError, match="no joint distribution"):
+        RidgeSpec.from_dict({**params, "y2": 0.5})
+    assert GaussianMoments is PopulationMoments  # backward-compatible alias
