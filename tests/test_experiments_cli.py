@@ -126,8 +126,13 @@ def test_full_size_reproduction_agrees_with_theory(tmp_path, name):
 @pytest.mark.parametrize("name", ["deep-rf-activations", "deep-rf-estimated"])
 def test_deep_quick_experiments_agree(tmp_path, name):
     """Quick deep random-feature experiments: ≥ 85% of the points within 3 standard errors (the
-    rest is the O(p^-1/2) finite-width deviation at p = 200)."""
-    meta = experiments.run(name, quick=True, out=tmp_path)
+    rest is the O(p^-1/2) finite-width deviation at p = 200).
+
+    deep-rf-estimated scores 8 points whose standard error is estimated from the seeds: with its
+    default 3 seeds z is a Student t with 2 degrees of freedom, P(|t₂| > 3) ≈ 9.5 % per point, and
+    two misses among 8 (the test's limit) happen in ~18 % of root seeds without any bias. With 10
+    seeds P(|t₉| > 3) ≈ 1.5 % and two misses have probability ≈ 0.6 %."""
+    meta = experiments.run(name, quick=True, out=tmp_path, seeds=10 if name == "deep-rf-estimated" else None)
     overall = meta["agreement"]["overall"]
     assert overall["fraction_within_3sigma"] >= 0.85
     assert (tmp_path / f"{name}.png").exists()
