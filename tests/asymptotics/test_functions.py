@@ -260,3 +260,19 @@ def test_multi_index_expression_parses_registered_functions_and_names_the_argume
                      ("1/(h1 - h1)", "not finite")):
         with pytest.raises(ValueError, match=f"target: .*{msg}|target: {msg}"):
             F.multi_index_expression(bad, "target")
+
+
+def test_multi_index_target_resolves_names_and_checks_k():
+    """The one target parser of the giant-step theory and simulator (TARGETS live here)."""
+    assert set(F.TARGETS) == {"T1", "T2", "T3"}
+    expr, k = F.multi_index_target("T2")
+    assert k == 2 and sympy.simplify(expr - sympy.sympify(F.TARGETS["T2"]).xreplace(
+        {s: sympy.Symbol(str(s), real=True) for s in sympy.sympify(F.TARGETS["T2"]).free_symbols})) == 0
+    assert F.multi_index_target("h2", k=4)[1] == 4
+    assert F.multi_index_target("3")[1] == 1                     # a constant target: k = 1 by default
+    with pytest.raises(ValueError, match="depends on no variable"):
+        F.multi_index_target("3", constant_k=None)
+    with pytest.raises(ValueError, match="k must"):
+        F.multi_index_target("h1*h3", k=2)
+    with pytest.raises(ValueError, match="expr"):
+        F.multi_index_target("h1 + q", what="expr")
