@@ -1,14 +1,16 @@
 """Trained features and real data: ridge on network snapshots, theory from plug-in moments.
 
-Theory: :class:`asymptotics.ridge.GaussianCovariateModel` built from the centred moments Ω̂, b̂,
-E[y²] that :mod:`simulations.trained` estimates on the covariance part of the data (spec
-deep_structured_features §3); for random features at initialisation also the closed-form
+Theory (``docs/theory/trained_features.md``): :class:`asymptotics.ridge.GaussianCovariateModel`
+built from the centred moments Ω̂, b̂, E[y²] that :mod:`simulations.trained` estimates on the
+covariance part of the data; for random features at initialisation also the closed-form
 linearisation of :func:`asymptotics.deep.linearized_covariances`. Simulation: ridge on subsamples
 of the regression part, test error on the test part (:func:`simulations.trained.mnist_even_odd_task`,
-:func:`simulations.trained.synthetic_trained_task`).
+:func:`simulations.trained.synthetic_trained_task`, specs :class:`simulations.trained.TrainedSpec`,
+:class:`simulations.trained.SyntheticTrainedSpec`).
 
 λ: the paper's figures use the sum-loss λ_c (‖y − Fθ‖² + λ_c‖θ‖²); this project's mean-loss λ is
-λ = λ_c / n — converted in the tasks (``lam_c``) and here, nowhere else.
+λ = λ_c / n, converted here, once, by :func:`asymptotics.conventions.lam_from_sum_loss` (the
+simulator and the theory take the project's λ; the series keep the paper's λ_c in their names).
 
 Error bars: one network is trained per experiment; a point's "seeds" (the CSV's n_seeds, y_err the
 standard deviation) are the ``repeats`` ridge subsamples of the regression part. Every repeat is
@@ -17,39 +19,45 @@ enters the z-scores in quadrature (``Series.shared_se``).
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from simulations.trained import load_dataset, mnist_even_odd_task, synthetic_trained_task
+from simulations.trained import (SyntheticTrainedSpec, TrainedSpec, load_dataset, mnist_even_odd_task,
+                                 synthetic_trained_task)
 
-from ..compare import Panel, Series
+from ..compare import Panel, SeedStack, Series
+from ..conventions import lam_from_sum_loss
 from ..deep import linearized_covariances
-from ..ridge import GaussianCovariateModel, NumericalWarning
-from . import ExperimentOutput, InputError, Sweeper, register
+from ..ridge import GaussianCovariateModel
+from . import ExperimentOutput, InputError, Sweeper, expected_numerics, register
 
 LAMBDA_CONVENTION = "paper λ_c (sum loss); project λ = λ_c / n"
+
+
+def _lams(ns, lam_c) -> np.ndarray:
+    """The project's λ (N, L) of the paper's sum-loss λ_c at the sizes ns: λ = λ_c/n."""
+    return lam_from_sum_loss(np.asarray(lam_c, dtype=float)[None, :], np.asarray(ns, dtype=float)[:, None])
 
 
 def _theory(omega, b, y2, ns, lam_c) -> np.ndarray:
     """Test error (N, L) of the plug-in model at sizes ns and λ = λ_c/n."""
     ns = np.asarray(ns, dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumericalWarning)
-        model = GaussianCovariateModel(omega, b, y2)
-        return model.ridge(ns[:, None], np.asarray(lam_c, dtype=float)[None, :] / ns[:, None]).test_error
+    with expected_numerics():
+        return GaussianCovariateModel(omega, b, y2).ridge(ns[:, None], _lams(ns, lam_c)).test_error
+
+
+def _over_repeats(ev: dict, key: str) -> SeedStack:
+    """``ev[key]`` (N, R, L) as a stack over the R ridge subsamples."""
+    return SeedStack(np.moveaxis(np.asarray(ev[key], dtype=float), 1, 0))
 
 
 def _curves(panel: str, ev: dict, ns, lam_c, n_theory) -> tuple[list[Series], dict]:
     th = _theory(ev["omega"], ev["b"], ev["y2"], n_theory, lam_c)
     at = _theory(ev["omega"], ev["b"], ev["y2"], ns, lam_c)
     half = _theory(ev["omega_half"], ev["b_half"], ev["y2_half"], ns, lam_c)
-    err = np.asarray(ev["test_error"])  # (N, R, L)
-    mean = err.mean(axis=1)
-    std = err.std(axis=1, ddof=1)
-    shared = np.asarray(ev["test_se"]).mean(axis=1)
+    err = _over_repeats(ev, "test_error")
+    shared = _over_repeats(ev, "test_se").mean
     out = [Series(panel=panel, name=f"λ_c = {lc:g}", theory_x=n_theory, theory_y=th[:, j], sim_x=np.asarray(ns, float),
-                  sim_mean=mean[:, j], sim_std=std[:, j], n_seeds=err.shape[1], theory_at_sim=at[:, j],
+                  sim_mean=err.mean[:, j], sim_std=err.std[:, j], n_seeds=err.n, theory_at_sim=at[:, j],
                   shared_se=shared[:, j], style={"color": f"C{j}"})
            for j, lc in enumerate(lam_c)]
     info = {"max relative change of the theory with half of the covariance part": float(np.max(np.abs(half - at) / at))}
@@ -85,7 +93,7 @@ def _snapshot_panels(res: dict, ns, lam_c, title_prefix: str) -> tuple[list, lis
 
 def _one_network(sweep: Sweeper, name: str) -> None:
     if sweep.seeds != 1:
-        raise InputError(f"{name} trains one network (spec: networks trained once per experiment); its error "
+        raise InputError(f"{name} trains one network (networks are trained once per experiment); its error "
                          "bars are over the ridge subsamples (`repeats`), so --seeds must be 1")
 
 
@@ -115,7 +123,8 @@ def mnist_even_odd(quick: bool, sweep: Sweeper, data: str | None = None) -> Expe
     n_reg = int(round(0.25 * X.shape[0]))
     ns = np.unique(np.round(np.geomspace(10, n_reg // 2, s["n_count"])).astype(int)).tolist()
     params = {k: v for k, v in s.items() if k != "n_count"} | {"ns": ns}
-    res = sweep(mnist_even_odd_task, [params], seeds=1)[0][0]
+    spec = TrainedSpec(lams=_lams(ns, s["lam_c"]), **{k: v for k, v in params.items() if k != "lam_c"})
+    res = sweep(mnist_even_odd_task, [spec], seeds=1)[0][0]
     panels, series, notes = _snapshot_panels(res, ns, s["lam_c"], "digits" if s["data"] == "digits" else "MNIST")
     notes["sizes of the parts"] = res["sizes"]
     notes["final training loss"] = float(res["loss_history"][-1]) if len(res["loss_history"]) else None
@@ -128,11 +137,28 @@ def mnist_even_odd(quick: bool, sweep: Sweeper, data: str | None = None) -> Expe
 def _synthetic_sizes(quick: bool) -> dict:
     if quick:
         return dict(d=64, k=64, widths=[256, 256], activation="tanh", init="gauss", epochs=1000, lr=3e-4,
-                    weight_decay=1e-3, batch_size=None, snapshots=[0, 1000], n_adam=1400, n_cov=8000,
+                    weight_decay=1e-3, batch_size=None, snapshots=[0, 1000], n_adam=1400, n_cov=32000,
                     n_reg=2000, n_test=4000, lam_c=[0.1, 10.0], repeats=10, n_count=8)
     return dict(d=784, k=800, widths=[1500, 1400], activation="tanh", init="gauss", epochs=3000, lr=1e-4,
                 weight_decay=1e-3, batch_size=None, snapshots=[0, 300, 3000], n_adam=1400, n_cov=40000,
                 n_reg=10000, n_test=10000, lam_c=[0.1, 1.0, 10.0, 100.0], repeats=10, n_count=10)
+
+
+def _linearised_at_init(res: dict, s: dict, ns) -> tuple[list[Series], float]:
+    """Closed-form linearised theory of the features at initialisation (tanh is odd: κ0 = 0, as
+    centred) on the network's own initial weights and the teacher, and its largest relative
+    difference from the plug-in theory at init."""
+    omega, phi, psi = linearized_covariances(res["init_weights"], [s["activation"]] * len(s["widths"]),
+                                             [res["teacher"]["W"]], ["tanh"], per_neuron=True)
+    model = GaussianCovariateModel.from_teacher(omega, phi, psi, res["teacher"]["theta"], 0.0)
+    n_theory = np.geomspace(min(ns), max(ns), 200)
+    with expected_numerics():
+        lin = model.ridge(n_theory[:, None], _lams(n_theory, s["lam_c"])).test_error
+    series = [Series(panel="epoch 0", name=f"λ_c = {lc:g}, linearised (closed form)", theory_x=n_theory,
+                     theory_y=lin[:, j], style={"color": f"C{j}", "ls": ":"}) for j, lc in enumerate(s["lam_c"])]
+    init = res["snapshots"][0]
+    plug = _theory(init["omega"], init["b"], init["y2"], n_theory, s["lam_c"])
+    return series, float(np.max(np.abs(lin - plug) / plug))
 
 
 @register("trained-features-synthetic", "Linear regression, random 3-layer tanh features at initialisation "
@@ -143,25 +169,13 @@ def trained_features_synthetic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     s = _synthetic_sizes(quick)
     ns = np.unique(np.round(np.geomspace(50, s["n_reg"], s["n_count"])).astype(int)).tolist()
     params = {k: v for k, v in s.items() if k != "n_count"} | {"ns": ns, "return_weights": True}
-    res = sweep(synthetic_trained_task, [params], seeds=1)[0][0]
+    spec = SyntheticTrainedSpec(lams=_lams(ns, s["lam_c"]), **{k: v for k, v in params.items() if k != "lam_c"})
+    res = sweep(synthetic_trained_task, [spec], seeds=1)[0][0]
     panels, series, notes = _snapshot_panels(res, ns, s["lam_c"], "synthetic")
-    # closed-form linearised theory of the features at initialisation (tanh is odd: κ0 = 0, as centred)
-    omega, phi, psi = linearized_covariances(res["init_weights"], [s["activation"]] * len(s["widths"]),
-                                             [res["teacher"]["W"]], ["tanh"], per_neuron=True)
-    model = GaussianCovariateModel.from_teacher(omega, phi, psi, res["teacher"]["theta"], 0.0)
-    n_theory = np.geomspace(min(ns), max(ns), 200)
-    lam = np.asarray(s["lam_c"])[None, :] / n_theory[:, None]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumericalWarning)
-        lin = model.ridge(n_theory[:, None], lam).test_error
-    for j, lc in enumerate(s["lam_c"]):
-        series.append(Series(panel="epoch 0", name=f"λ_c = {lc:g}, linearised (closed form)", theory_x=n_theory,
-                             theory_y=lin[:, j], style={"color": f"C{j}", "ls": ":"}))
-    plug = _theory(res["snapshots"][0]["omega"], res["snapshots"][0]["b"], res["snapshots"][0]["y2"], n_theory,
-                   s["lam_c"])
-    notes["max relative difference, linearised vs plug-in theory at init"] = float(np.max(np.abs(lin - plug) / plug))
+    lin_series, notes["max relative difference, linearised vs plug-in theory at init"] = _linearised_at_init(res, s, ns)
+    series += lin_series
     final = res["snapshots"][-1]
-    best = {name: float(np.min(np.asarray(ev["test_error"]).mean(axis=1)[-1]))
+    best = {name: float(np.min(_over_repeats(ev, "test_error").mean[-1]))
             for name, ev in (("linear", res["linear"]), ("init", res["snapshots"][0]), ("trained", final))}
     notes["best test error at the largest n"] = best
     notes["final training loss"] = float(res["loss_history"][-1])
