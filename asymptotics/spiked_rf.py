@@ -427,15 +427,11 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
     act = functions.get(activation)
     mt, _ = _target(target)
     alpha_in, p_over_d, lams = _check_grid(alpha, p_over_d, lam, lam_paper)
-    if not 0 <= damping < 1:
-        raise ValueError(f"damping must be in [0, 1), got {damping}")
-    if not (tol > 0 and int(max_iter) >= 1):
-        raise ValueError("tol must be > 0 and max_iter >= 1")
+    if not (0 <= damping < 1 and tol > 0 and int(max_iter) >= 1):
+        raise ValueError(f"need 0 <= damping < 1, tol > 0 and max_iter >= 1, got damping = {damping}, "
+                         f"tol = {tol}, max_iter = {max_iter}")
     par = spiked_parameters(act, mt, alpha0, eta_tilde)
-    const = activation_constants(act)
-    if float(alpha0) > 0 and abs(const["mu2"] * (float(mt.mean()) - const["mu0"])) > 1e-12:
-        warnings.warn("μ2(σ)·(E y − E σ) ≠ 0: the equivalent model (c, r, γ) neglects this term "
-                      "(centred residual assumed)", SpikedRFWarning, stacklevel=2)
+    _warn_uncentred(act, mt, alpha0)
     S_in = spectral_inputs(par.c, spectrum=spectrum, d=d, p_over_d=p_over_d, seed=seed,
                            alpha0=float(alpha0), mp_nodes=mp_nodes)
     g = mt.numpy
@@ -455,6 +451,13 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
         hats={nm: sh(hats[:, j].copy()) for j, nm in enumerate(names)},
         converged=sh(conv), iterations=sh(its), c=par.c, r=par.r, gamma=par.gamma,
         rho=par.rho, p_over_d=p_over_d, spectrum=S_in.kind)
+
+
+def _warn_uncentred(act, mt, alpha0) -> None:
+    const = activation_constants(act)
+    if float(alpha0) > 0 and abs(const["mu2"] * (float(mt.mean()) - const["mu0"])) > 1e-12:
+        warnings.warn("μ2(σ)·(E y − E σ) ≠ 0: the equivalent model (c, r, γ) neglects this term "
+                      "(centred residual assumed)", SpikedRFWarning, stacklevel=3)
 
 
 def _check_grid(alpha, p_over_d, lam, lam_paper):
