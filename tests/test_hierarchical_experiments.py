@@ -1,4 +1,6 @@
 """Hierarchical-polynomial experiments at quick size: the n/d³ picture, stated with error bars."""
+import csv
+
 import numpy as np
 import pytest
 
@@ -9,25 +11,35 @@ from simulations import hierarchical as S
 
 @pytest.fixture(scope="module")
 def layerwise(tmp_path_factory):
-    # root seed 1: the spread assertion below is a marginal 5-seed statistic (it exceeds 0.15 for
-    # some root seeds whatever the implementation), see the test's docstring
-    return experiments.run("hierarchical-layerwise", quick=True, out=tmp_path_factory.mktemp("hl"), seed=1)
+    out = tmp_path_factory.mktemp("hl")
+    meta = experiments.run("hierarchical-layerwise", quick=True, out=out)
+    with open(out / "hierarchical-layerwise.csv") as fh:
+        meta["rows"] = list(csv.DictReader(fh))
+    return meta
 
 
 def test_layerwise_feature_correlation_grows_with_n_over_d3_and_collapses(layerwise):
     """Mean |corr| over 5 seeds grows with n/d³, and d = 6, 8 agree at equal n/d³.
 
-    The spread across d is a noisy 5-seed statistic (per-seed |corr| spreads by ≈ 0.13): over
-    root seeds 0–7 it ranged 0.09–0.21 and exceeded 0.15 for three of them, so the fixture fixes
-    root seed 1 (the tolerance is the original one)."""
+    Agreement across d is judged against its own error bar: at every n/d³ the difference of the
+    two means is within 3 combined standard errors (per-seed |corr| spreads by ≈ 0.1, so the SE of
+    a 5-seed mean is ≈ 0.05 and a fixed bound on the raw spread would fail for some root seeds
+    whatever the implementation)."""
     notes = layerwise["notes"]
+    sims = {}
+    for r in layerwise["rows"]:
+        if r["panel"] == "corr vs n/d³" and r["kind"] == "simulation" and r["series"] in ("d = 6", "d = 8"):
+            sims.setdefault(r["series"], {})[float(r["x"])] = (float(r["y"]), float(r["y_err"]), int(r["n_seeds"]))
+    common = sorted(set(sims["d = 6"]) & set(sims["d = 8"]))
+    assert len(common) >= 3
+    for x in common:
+        (m6, s6, k6), (m8, s8, k8) = sims["d = 6"][x], sims["d = 8"][x]
+        assert abs(m6 - m8) < 3 * np.hypot(s6 / np.sqrt(k6), s8 / np.sqrt(k8)), (x, m6, m8)
     for d in (6, 8):
         corr = np.array(list(notes[f"d = {d}"]["mean |corr| per κ"].values()))
         assert np.all(np.diff(corr) > 0), corr
         assert corr[-1] > 0.7 and corr[-1] - corr[0] > 0.4
         assert corr[-1] < notes[f"d = {d}"]["stage-1 correlation ceiling"]
-    # curves of different d at equal n/d³ agree far better than at equal n (d = 8 needs 2.4× the samples)
-    assert notes["spread across d of mean |corr| at equal n/d³ (max over κ)"] < 0.15
 
 
 def test_layerwise_beats_the_degree_3_level_at_large_n(layerwise):
