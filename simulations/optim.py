@@ -25,26 +25,28 @@ __all__ = ["Adam"]
 _PARALLEL = 1 << 15  # elements above which the Adam loop runs in parallel
 
 
+@numba.njit(inline="always", cache=True)
+def _adam_element(w, g, m, v, i, lr, b1, b2, c1, c2, eps, decay, l2):  # pragma: no cover - compiled
+    """The update of element i (c1 = 1/(1 − β1ᵗ), c2 = 1/(1 − β2ᵗ), decay = 1 − lr·ξ for AdamW)."""
+    gi = g[i] + l2 * w[i]
+    mi = b1 * m[i] + (1.0 - b1) * gi
+    vi = b2 * v[i] + (1.0 - b2) * gi * gi
+    m[i] = mi
+    v[i] = vi
+    w[i] = w[i] * decay - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+
+
+# Two dispatchers (not one function compiled twice: they would share one on-disk cache entry).
 @numba.njit(parallel=True, cache=True)
-def _adam_parallel(w, g, m, v, lr, b1, b2, c1, c2, eps, decay, l2):
+def _adam_parallel(w, g, m, v, lr, b1, b2, c1, c2, eps, decay, l2):  # pragma: no cover - compiled
     for i in numba.prange(w.size):
-        gi = g[i] + l2 * w[i]
-        mi = b1 * m[i] + (1.0 - b1) * gi
-        vi = b2 * v[i] + (1.0 - b2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        w[i] = w[i] * decay - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+        _adam_element(w, g, m, v, i, lr, b1, b2, c1, c2, eps, decay, l2)
 
 
 @numba.njit(cache=True)
-def _adam_serial(w, g, m, v, lr, b1, b2, c1, c2, eps, decay, l2):
+def _adam_serial(w, g, m, v, lr, b1, b2, c1, c2, eps, decay, l2):  # pragma: no cover - compiled
     for i in range(w.size):
-        gi = g[i] + l2 * w[i]
-        mi = b1 * m[i] + (1.0 - b1) * gi
-        vi = b2 * v[i] + (1.0 - b2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        w[i] = w[i] * decay - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+        _adam_element(w, g, m, v, i, lr, b1, b2, c1, c2, eps, decay, l2)
 
 
 class Adam:
