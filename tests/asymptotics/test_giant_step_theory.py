@@ -5,14 +5,18 @@ References: exact sympy values, the plateau table and the reference values of
 docs/theory/giant_step.md (T1-T3 as defined there), closed forms (erf), Monte Carlo least
 squares, and a small one-step simulation.
 """
+import itertools
 import math
 
 import numpy as np
 import pytest
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asymptotics import gaussian as G
 from asymptotics.giant_step import MultiIndexTarget, activation_constants, one_step_cosine
+from asymptotics.testing import multi_index_targets
 
 R = sympy.Rational
 S_STAR = "he1({h}) + he2({h})/2 + he4({h})/24"          # s* of T1
@@ -159,6 +163,61 @@ def test_plateau_table_single_index(name, var, linear):
     # linear-only plateau of an odd single index = κ*² of the activation
     _, _, kstar = G.kappas(name, 1.0)
     assert t.plateau_error() == pytest.approx(kstar**2, rel=1e-9)
+
+
+@pytest.mark.parametrize("name, U, expected", [
+    # T3 = (4h1 + h1²)/2 + h2/2 with U = span(h1): E[y | h1] = (4h1 + h1²)/2 and the rest, h2/2,
+    # is linear: 19/4 − 9/2 − ‖(0, 1/2)‖² = 0 although C1 = (2, 1/2) is not in U
+    ("T3", [[1, 0]], 0),
+    # T3, U = span(h2): E[y|h2] = (1 + h2)/2; residual h1²/2 − 1/2 has variance 1/2
+    ("T3", [[0, 1]], R(1, 2)),
+    # T2 = (h1 + h1² + h2 − h2²)/2, U = span(h1): 3/2 − 3/4 − 1/4 = −(h2²−1)/2 has variance 1/2
+    ("T2", [[1, 0]], R(1, 2)),
+    # T1 = (s*(h1) + s*(h2))/2, U = span(h1): the He2, He4 parts of h2 remain: (1/2 + 1/24)/4
+    ("T1", [[1, 0]], R(13, 96)),
+    ("T1", [[0, 1]], R(13, 96)),
+])
+def test_plateau_when_c1_is_not_in_the_learned_subspace(targets, name, U, expected):
+    """e(U) = Var y − Var E[y|Uh] − ‖(I − UᵀU) C1‖², each value derived by hand from the
+    Hermite expansion (the residual y − E[y|s] − C1ᵀP^⊥h is what no readout of the class
+    represents). The plateau table only has subspaces that contain C1 (v*, W*), where the
+    projection term vanishes."""
+    t = targets[name]
+    assert t.plateau_error(sympy.Matrix(U), exact=True) == expected
+    assert t.plateau_error(np.array(U, dtype=float)) == pytest.approx(float(expected), abs=1e-12)
+
+
+def test_plateau_of_the_empty_subspace_is_the_linear_level_not_var_y(targets):
+    """U = {} (r = 0): the readout still has its linear part, so e = Var y − ‖C1‖², not Var y."""
+    for name, linear in (("T1", R(13, 48)), ("T2", 1), ("T3", R(1, 2))):
+        t = targets[name]
+        assert t.plateau_error(np.zeros((0, 2))) == pytest.approx(float(linear), abs=1e-12)
+        assert t.plateau_error(sympy.zeros(0, 2), exact=True) == linear
+    assert MultiIndexTarget("he2(h1)").plateau_error() == pytest.approx(2.0, abs=1e-12)
+
+
+def _hermite_plateau(t, S):
+    """e(span{e_i : i in S}) from the Hermite expansion y = Σ_α c_α He_α/α!: the energy
+    c_α²/α! of the multi-indices α with |α| >= 2 that involve a coordinate outside S."""
+    deg = max(sympy.Poly(t.expr, *t.symbols).total_degree(), 0) if t.expr != 0 else 0
+    total = sympy.S.Zero
+    for alpha in itertools.product(range(deg + 1), repeat=t.k):
+        if 2 <= sum(alpha) <= deg and any(a for i, a in enumerate(alpha) if i not in S):
+            c = t.hermite_coefficient(alpha, exact=True)
+            total += c**2 / sympy.Mul(*[sympy.factorial(a) for a in alpha])
+    return total
+
+
+@settings(max_examples=25, deadline=None)
+@given(t=multi_index_targets(max_k=3, max_degree=3, max_terms=3, named=False), data=st.data())
+def test_plateau_of_coordinate_subspaces_is_the_hermite_energy_left(t, data):
+    """For polynomial targets and U spanned by coordinate axes, e(U) is the Hermite energy of the
+    terms of degree >= 2 that involve an unlearned coordinate (exact rationals)."""
+    S = sorted(data.draw(st.sets(st.integers(0, t.k - 1)), label="S"))
+    U = sympy.Matrix([[int(i == j) for j in range(t.k)] for i in S]) if S else sympy.zeros(0, t.k)
+    assert t.plateau_error(U, exact=True) == _hermite_plateau(t, set(S))
+    assert t.plateau_error(np.array(U.tolist(), dtype=float).reshape(len(S), t.k)) == pytest.approx(
+        float(_hermite_plateau(t, set(S))), abs=1e-9 * max(1.0, t.second_moment()))
 
 
 def test_plateau_monotone_in_subspace_and_rotation_invariant(targets):
