@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asymptotics.testing import spectra
 from simulations.data import sample_gaussian_features
 from simulations.ridge import (
     LearningCurve,
@@ -159,19 +160,28 @@ def _model(p, seed):
     return w, b, y2
 
 
-@settings(max_examples=30, deadline=None)
-@given(p=st.integers(1, 10), seed=st.integers(0, 2**31), L=st.integers(1, 4))
-def test_population_test_error_is_the_quadratic_form(p, seed, L):
-    w, b, y2 = _model(p, seed)
+@settings(max_examples=40, deadline=None)
+@given(w=spectra(max_size=10, max_condition=1e6), seed=st.integers(0, 2**31), L=st.integers(1, 4))
+def test_population_test_error_is_the_quadratic_form(w, seed, L):
+    """Any spectrum, rank-deficient and all-zero included (b vanishes on the null space)."""
+    p = w.shape[0]
+    rng = make_rng(seed)
+    b = np.sqrt(w) * rng.uniform(-1, 1, p)
+    pos = w > 0
+    explained = float(np.sum(b[pos] ** 2 / w[pos]))
+    y2 = explained + 0.3
     theta = make_rng(seed + 1).standard_normal((p, L))
     direct = y2 - 2 * b @ theta + np.einsum("il,i,il->l", theta, w, theta)
     got = population_test_error(theta, w, b, y2)
     assert got.shape == (L,)
     scale = y2 + np.sum(w[:, None] * theta**2, axis=0)
     np.testing.assert_allclose(got, direct, rtol=0, atol=1e-13 * scale.max())
-    assert np.all(got >= y2 - np.sum(b**2 / w) - 1e-13 * scale)  # >= sigma_res^2
+    assert np.all(got >= y2 - explained - 1e-13 * scale)  # >= sigma_res^2
     one = population_test_error(theta[:, 0], w, b, y2)
     assert np.ndim(one) == 0 and one == pytest.approx(got[0], rel=1e-15)
+    # the best predictor beta = Omega^+ b attains sigma_res^2 (on the null space theta is free)
+    beta = np.where(pos, b / np.where(pos, w, 1.0), 0.0)
+    assert population_test_error(beta, w, b, y2) == pytest.approx(0.3, rel=1e-12)
 
 
 def test_population_test_error_matches_monte_carlo():
@@ -266,6 +276,34 @@ def test_fresh_test_set_agrees_with_exact_test_error():
     assert emp.n_test == n_test and exact.n_test is None
     se = exact.test_error * np.sqrt(2 / n_test)
     assert np.all(np.abs(emp.test_error - exact.test_error) <= 5 * se)
+
+
+def test_fresh_test_set_of_size_n_is_not_the_training_set():
+    """n_test = n: the test samples come from their own stream, never the training one.
+
+    Underparametrised ridgeless regression with linear labels + noise s2 (n > p + 1) has the exact
+    finite-n means E_train = s2 (n − p)/n and E_test = s2 (1 + p/(n − p − 1)); scored on the
+    training samples the "test" error would have the training mean. Overparametrised, the
+    ridgeless fit interpolates (train error 0) while fresh samples see the noise and more.
+    """
+    S, p, n, s2 = 300, 10, 40, 0.5
+    w = np.linspace(0.3, 3.0, p)
+    b = 0.4 * np.sqrt(w)
+    y2 = float(np.sum(b**2 / w)) + s2
+    lc = learning_curve(w, b, y2, [n], [0.0], S, n_test=n, seed=31)
+    assert not np.any(lc.test_error == lc.train_error)
+    _check_mean(lc.test_error[0, 0], s2 * (1 + p / (n - p - 1)))
+    _check_mean(lc.train_error[0, 0], s2 * (n - p) / n)
+    # interpolation: train error 0 (to rounding), fresh test error above the noise floor
+    over = learning_curve(np.ones(30), np.full(30, 0.1), 0.3 + s2, [12], [0.0], 20, n_test=12, seed=32)
+    assert np.all(over.train_error <= 1e-20)
+    assert over.test_error.mean() > s2
+    # the same for one sweep task (its own "train" and "test" streams)
+    from simulations.ridge import ridge_task
+
+    spec = {"spectrum": {"kind": "isotropic", "p": 30}, "y2": 1.5, "n": 12, "lams": [0.0], "n_test": 12}
+    out = [ridge_task(spec, np.random.SeedSequence(i)) for i in range(10)]
+    assert all(o["train_error"][0] <= 1e-20 and o["test_error"][0] > 1e-3 for o in out)
 
 
 def test_gram_and_svd_learning_curves_agree():
