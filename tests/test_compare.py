@@ -36,14 +36,41 @@ def test_agreement_bad_inputs():
         agreement([1.0], [1.0], [-0.1], 3)
 
 
-@settings(max_examples=30, deadline=None)
-@given(shift=st.floats(-5, 5), scale=st.floats(0.01, 10), seeds=st.integers(2, 500))
-def test_agreement_invariant_under_affine_rescaling(shift, scale, seeds):
-    """z-scores do not change when theory and data are shifted and rescaled together."""
-    t, m, s = np.array([1.0, 2.0]), np.array([1.3, 1.8]), np.array([0.5, 0.4])
-    _, z1 = agreement(t, m, s, seeds)
-    _, z2 = agreement(scale * t + shift, scale * m + shift, scale * s, seeds)
-    np.testing.assert_allclose(z1, z2, rtol=1e-9, atol=1e-9)
+_finite = st.floats(-1e3, 1e3, allow_subnormal=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.lists(_finite, min_size=1, max_size=6), data=st.data(),
+       shift=st.floats(-5, 5), scale=st.floats(0.01, 10), sign=st.sampled_from([1.0, -1.0]))
+def test_agreement_z_is_the_standardised_difference_and_transforms_with_the_data(t, data, shift, scale, sign):
+    """z = (mean − theory)·√S/std point by point; under (theory, mean) → a·(theory, mean) + c and
+    std → |a|·std the z-scores are multiplied by sign(a) and the summary keeps |z|, while the
+    relative deviation |mean − theory|/|theory| is NOT invariant under a shift."""
+    k = len(t)
+    t = np.array(t)
+    m = t + np.array(data.draw(st.lists(st.floats(-10, 10), min_size=k, max_size=k), label="diff"))
+    s = np.array(data.draw(st.lists(st.floats(0.05, 5), min_size=k, max_size=k), label="std"))
+    seeds = np.array(data.draw(st.lists(st.integers(2, 500), min_size=k, max_size=k), label="seeds"))
+    ag, z = agreement(t, m, s, seeds)
+    np.testing.assert_allclose(z, (m - t) * np.sqrt(seeds) / s, rtol=1e-12)
+    az = np.abs(z)
+    assert ag.n_points == k and ag.n_excluded == 0
+    assert ag.max_abs_z == pytest.approx(az.max(), rel=1e-12)
+    assert ag.mean_abs_z == pytest.approx(az.mean(), rel=1e-12)
+    assert ag.fraction_within_3sigma == np.mean(az < 3)
+    a = sign * scale
+    ag2, z2 = agreement(a * t + shift, a * m + shift, scale * s, seeds)
+    np.testing.assert_allclose(z2, sign * z, rtol=1e-6, atol=1e-6 * (1 + az.max()))
+    assert ag2.mean_abs_z == pytest.approx(ag.mean_abs_z, rel=1e-6, abs=1e-6)
+
+
+def test_agreement_three_sigma_boundary_and_relative_deviation():
+    """|z| = 3 exactly is outside "within 3σ"; the relative deviation divides by |theory|."""
+    ag, z = agreement([1.0, 1.0, -2.0], [1.75, 0.5, -3.25], [1.0, 1.0, 1.0], 16)  # se = 0.25, all exact
+    np.testing.assert_array_equal(z, [3.0, -2.0, -5.0])
+    assert ag.fraction_within_3sigma == pytest.approx(1 / 3)
+    assert ag.max_relative_deviation == pytest.approx(0.75)
+    assert ag.mean_abs_z == pytest.approx(10 / 3)
 
 
 def test_tidy_csv_round_trip(tmp_path):

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from asymptotics import gaussian
 from asymptotics.deep import linearized_covariances
+from asymptotics.testing import activations
 
 
 def weights(widths, seed=0):
@@ -33,30 +34,50 @@ def test_linear_deep_network_is_a_product_and_has_the_bottleneck_rank():
 
 @pytest.mark.filterwarnings("ignore:activations .* are not odd")
 @settings(max_examples=15, deadline=None)
-@given(act=st.sampled_from(["tanh", "erf", "sign", "relu", "erf_scaled", "cube"]), depth=st.integers(1, 3),
-       seed=st.integers(0, 1000))
-def test_structure_of_the_recursion(act, depth, seed):
+@given(act=activations(exclude=["linear"]), depth=st.integers(1, 3), seed=st.integers(0, 1000),
+       per_neuron=st.booleans())
+def test_structure_of_the_recursion(act, depth, seed, per_neuron):
+    # rows of unequal norms, so that per-neuron κ's differ from neuron to neuron
     widths = [20] + [25] * depth
-    ws = weights(widths, seed)
-    omega, phi, psi = linearized_covariances(ws, act)
-    # symmetric PSD with smallest eigenvalue at least κ*² of the last layer (averaged variant)
-    assert np.allclose(omega, omega.T)
-    pre = ws[-1] @ _previous(ws, act) @ ws[-1].T
-    r = np.trace(pre) / pre.shape[0]
-    k0, k1, ks = gaussian.kappas(act, r)
-    assert np.linalg.eigvalsh(omega).min() >= ks**2 * (1 - 1e-9) - 1e-12
-    # Tr Ω / p = κ1² r + κ*² = E σ² − κ0²
-    m = gaussian.moments(act, r)
-    assert np.trace(omega) / omega.shape[0] == pytest.approx(m.second - m.mean**2, rel=1e-10)
+    ws = [w * np.linspace(0.5, 1.5, w.shape[0])[:, None] for w in weights(widths, seed)]
+    omega, phi, psi = linearized_covariances(ws, act, per_neuron=per_neuron)
+    # the last layer, written out: Ω = diag(κ1) C diag(κ1) + diag(κ*²), C = W Ω_prev Wᵀ, with κ's
+    # at each neuron's variance C_ii (per_neuron) or at Tr C/p; an exchanged index or a missing
+    # factor breaks the equality (and the symmetry, which is not imposed afterwards: per neuron it
+    # holds to rounding only, κ1_i C_ij κ1_j and κ1_j C_ji κ1_i being rounded in another order)
+    pre = ws[-1] @ _previous(ws, act, per_neuron) @ ws[-1].T
+    r = np.diag(pre) if per_neuron else np.full(pre.shape[0], np.trace(pre) / pre.shape[0])
+    _, k1, ks = (np.asarray(x, dtype=float) for x in gaussian.kappas(act, r))
+    expected = k1[:, None] * pre * k1[None, :] + np.diag(ks**2)
+    np.testing.assert_allclose(omega, expected, rtol=1e-10, atol=1e-13 * np.abs(expected).max())
+    assert np.max(np.abs(omega - omega.T)) <= 4 * np.finfo(float).eps * np.abs(omega).max()  # to rounding
+    assert np.linalg.eigvalsh(omega).min() >= (ks**2).min() * (1 - 1e-9) - 1e-12
+    # diag Ω = κ1² C_ii + κ*² = E σ̃(h_i)² exactly when the κ's are taken per neuron
+    if per_neuron:
+        m = gaussian.moments(act, r)
+        np.testing.assert_allclose(np.diag(omega), m.second - m.mean**2, rtol=1e-9)
+    else:  # Tr Ω / p = κ1² r + κ*² = E σ² − κ0² at the mean variance
+        m = gaussian.moments(act, r[0])
+        assert np.trace(omega) / omega.shape[0] == pytest.approx(m.second - m.mean**2, rel=1e-10)
+    # the cross-covariance with the linear teacher: Φ = diag(κ1) W Φ_prev, Ψ = I
+    np.testing.assert_allclose(phi, k1[:, None] * (ws[-1] @ _previous_phi(ws, act, per_neuron)),
+                               rtol=1e-10, atol=1e-13 * np.abs(phi).max())
+    np.testing.assert_array_equal(psi, np.eye(20))
     # the joint covariance of (φ, ψ) is PSD
     joint = np.block([[omega, phi], [phi.T, psi]])
     assert np.linalg.eigvalsh(joint).min() >= -1e-10 * np.abs(joint).max()
 
 
-def _previous(ws, act):
+def _previous_phi(ws, act, per_neuron):
     if len(ws) == 1:
         return np.eye(ws[0].shape[1])
-    omega, _, _ = linearized_covariances(ws[:-1], act)
+    return linearized_covariances(ws[:-1], act, per_neuron=per_neuron)[1]
+
+
+def _previous(ws, act, per_neuron=False):
+    if len(ws) == 1:
+        return np.eye(ws[0].shape[1])
+    omega, _, _ = linearized_covariances(ws[:-1], act, per_neuron=per_neuron)
     return omega
 
 
