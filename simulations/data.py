@@ -24,6 +24,8 @@ Conventions: samples are rows (F is n x p); randomness comes only from the
 from __future__ import annotations
 
 import gzip
+import math
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,8 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "read_idx",
+    "MAX_DATA_BYTES",
+    "MAX_PIXEL",
     "MNIST_FILES",
     "even_odd_labels",
     "SPLITS",
@@ -312,30 +316,80 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dty
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def read_idx(path) -> np.ndarray:
+#: The largest data size (bytes) one IDX file or one npz array may declare in its header: 1 GiB
+#: (MNIST's training images are 47 MB). A larger declaration is refused before anything is read or
+#: decompressed, and no file is ever decompressed beyond what its header declares.
+MAX_DATA_BYTES = 1 << 30
+#: The largest pixel magnitude accepted: squares and sums of 10⁸ such values stay finite in float64.
+MAX_PIXEL = 1e150
+_CHUNK = 1 << 24
+
+
+def _read_into(fh, buf: bytearray) -> int:
+    """Fill ``buf`` from ``fh`` (raw or gzip stream) in chunks; the number of bytes read."""
+    view, got = memoryview(buf), 0
+    while got < len(buf):
+        n = fh.readinto(view[got:got + _CHUNK])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def read_idx(path, *, max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
     """Read one IDX file (raw or gzipped): magic 0x0000TTNN (T = element type, N = number of
-    dimensions), N big-endian uint32 sizes, then the data. A missing, truncated or malformed file
-    raises ``FileNotFoundError`` / ``ValueError`` naming the file and what was expected."""
+    dimensions), N big-endian uint32 sizes, then the data.
+
+    The file is read as a stream: the header first, then exactly the number of bytes it declares
+    (decompressing no further: a gzip bomb costs at most the declared size). A missing file raises
+    ``FileNotFoundError``; a truncated, malformed or oversized file (declared data above
+    ``max_bytes``, default :data:`MAX_DATA_BYTES`; more or fewer data bytes than declared) raises
+    ``ValueError``, each naming the file and what was expected.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected an MNIST IDX file)")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with open(path, "rb") as raw_fh:
+            gz = raw_fh.read(2) == b"\x1f\x8b" or path.suffix == ".gz"
+            raw_fh.seek(0)
+            with (gzip.GzipFile(fileobj=raw_fh, mode="rb") if gz else raw_fh) as fh:
+                return _read_idx_stream(fh, path, gz, max_bytes)
     except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        kind = "gzip" if path.suffix == ".gz" or "gzip" in str(exc).lower() else "IDX"
+        raise ValueError(f"{path}: not a readable {kind} file ({exc})") from None
+
+
+def _read_idx_stream(fh, path: Path, gz: bool, max_bytes: int) -> np.ndarray:
+    magic = bytearray(4)
+    got = _read_into(fh, magic)
+    if got < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES or magic[3] == 0:
         raise ValueError(f"{path}: not an IDX file (expected magic bytes 00 00 <type> <ndim>, "
-                         f"got {raw[:4].hex(' ') or 'an empty file'})")
-    dtype, ndim = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+                         f"got {bytes(magic[:got]).hex(' ') or 'an empty file'})")
+    dtype, ndim = np.dtype(_IDX_TYPES[magic[2]]), magic[3]
+    sizes = bytearray(4 * ndim)
+    if _read_into(fh, sizes) < len(sizes):
         raise ValueError(f"{path}: truncated IDX header (expected {ndim} dimension sizes)")
-    shape = tuple(int(x) for x in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    size = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != size:
-        raise ValueError(f"{path}: expected {size} data bytes for shape {shape}, found {len(raw) - header} "
+    shape = tuple(int(x) for x in np.frombuffer(bytes(sizes), dtype=">u4"))
+    size = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+    if size > max_bytes:
+        raise ValueError(f"{path}: the IDX header declares shape {shape} ({size} bytes of data), more than "
+                         f"the limit of {max_bytes} bytes (corrupt header, or not an MNIST file)")
+    header = 4 + 4 * ndim
+    if not gz:
+        found = path.stat().st_size - header
+        if found != size:
+            raise ValueError(f"{path}: expected {size} data bytes for shape {shape}, found {found} "
+                             "(truncated or corrupt file)")
+    data = bytearray(size)
+    found = _read_into(fh, data)
+    if found < size:
+        raise ValueError(f"{path}: expected {size} data bytes for shape {shape}, found {found} "
                          "(truncated or corrupt file)")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    if fh.read(1):
+        raise ValueError(f"{path}: expected {size} data bytes for shape {shape}, found more "
+                         "(corrupt file, or not an MNIST file)")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def _find_idx(folder: Path, name: str) -> Path:
@@ -346,13 +400,77 @@ def _find_idx(folder: Path, name: str) -> Path:
                             f"{', '.join(MNIST_FILES)}")
 
 
-def _check_images_labels(X: np.ndarray, y: np.ndarray, what: str) -> None:
+def _check_images(X: np.ndarray, what) -> None:
+    """Images (N, 28, 28) of finite real pixel values of magnitude <= MAX_PIXEL."""
+    if X.dtype.kind not in "uif":
+        raise ValueError(f"{what}: pixel values must be real numbers, got dtype {X.dtype}")
     if X.ndim != 3 or X.shape[1:] != (28, 28):
         raise ValueError(f"{what}: expected images of shape (N, 28, 28), got {X.shape}")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"{what}: expected {X.shape[0]} labels, got shape {y.shape}")
-    if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{what}: labels must be digits 0..9")
+    if X.dtype.kind == "f" and X.size:
+        bad = ~np.isfinite(X) | (np.abs(X) > MAX_PIXEL)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(f"{what}: pixel values must be finite numbers of magnitude <= {MAX_PIXEL:g}; "
+                             f"image {i // 784} has {X.reshape(-1)[i].item()!r}")
+
+
+def _check_labels(y: np.ndarray, n: int, what) -> None:
+    """Labels: n integer digits 0..9 (floats only if they are exactly such integers)."""
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"{what}: expected {n} labels, got shape {y.shape}")
+    if y.dtype.kind not in "uif":
+        raise ValueError(f"{what}: labels must be digits 0..9, got dtype {y.dtype}")
+    if y.size:
+        bad = ~np.isin(y, np.arange(10))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{what}: labels must be digits 0..9; label {i} is {y[i].item()!r}")
+
+
+def _check_images_labels(X: np.ndarray, y: np.ndarray, what: str, labels_what: str | None = None) -> None:
+    _check_images(X, what)
+    _check_labels(y, X.shape[0], what if labels_what is None else labels_what)
+
+
+_NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _check_npz_headers(path: Path, max_bytes: int) -> None:
+    """Refuse an npz whose members declare more than ``max_bytes`` (zip entry or .npy header) or
+    hold objects, before numpy allocates or decompresses anything."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .npz file (not a zip archive of .npy arrays)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            sizes = {info.filename: info.file_size for info in zf.infolist()}  # the last entry of a name wins,
+            missing = [k for k in _NPZ_ARRAYS if k + ".npy" not in sizes]   # as in np.load
+            headers = {}
+            for key in [k for k in _NPZ_ARRAYS if k not in missing]:
+                if sizes[key + ".npy"] > max_bytes + 65536:  # a .npy header is at most 64 kB
+                    raise ValueError(f"{path}: array {key} is {sizes[key + '.npy']} bytes, more than the limit "
+                                     f"of {max_bytes} bytes")
+                with zf.open(key + ".npy") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise ValueError(f"{path}: array {key} has an unsupported .npy format version {version}")
+                    headers[key] = read_header(fh, max_header_size=65536)
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, NotImplementedError (compression method), ...
+        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}; expected x_train, y_train, x_test, y_test")
+    for key, (shape, _, dtype) in headers.items():
+        if dtype.hasobject:
+            raise ValueError(f"{path}: array {key} holds Python objects (dtype {dtype}); expected numbers")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > max_bytes:
+            raise ValueError(f"{path}: array {key} declares shape {shape} ({declared} bytes), more than the "
+                             f"limit of {max_bytes} bytes")
 
 
 def load_mnist(path):
@@ -361,8 +479,13 @@ def load_mnist(path):
     ``path``: a folder with the four IDX files :data:`MNIST_FILES` (raw or ``.gz``), or an
     ``.npz`` file with arrays ``x_train, y_train, x_test, y_test`` (Keras' ``mnist.npz``).
     Returns ``(X, labels)``: X (N, 784) float64 pixel values as stored (0..255), labels (N,) int.
-    Missing, truncated or malformed files raise ``FileNotFoundError`` / ``ValueError`` naming the
-    file and what was expected.
+
+    Guarantees: pixel values are real, finite and of magnitude <= :data:`MAX_PIXEL`; labels are the
+    integers 0..9 (float labels only when exactly integral: NaN, 3.5 or a string is refused); no
+    file or array declaring more than :data:`MAX_DATA_BYTES` bytes is read, and nothing is
+    decompressed beyond its declared size (gzip and zip bombs are refused, not expanded). A missing
+    file raises ``FileNotFoundError``; a truncated, malformed, oversized or invalid one
+    ``ValueError``; each message names the file and what was expected.
     """
     path = Path(path)
     if path.is_dir():
@@ -370,20 +493,16 @@ def load_mnist(path):
         for img_name, lab_name in ((MNIST_FILES[0], MNIST_FILES[1]), (MNIST_FILES[2], MNIST_FILES[3])):
             img_path, lab_path = _find_idx(path, img_name), _find_idx(path, lab_name)
             X, y = read_idx(img_path), read_idx(lab_path)
-            _check_images_labels(X, y, f"{img_path} / {lab_path}")
+            _check_images_labels(X, y, str(img_path), str(lab_path))
             parts.append((X, y))
     elif path.is_file():
+        _check_npz_headers(path, MAX_DATA_BYTES)
         try:
             with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
-                if missing:
-                    raise ValueError(f"{path}: missing array(s) {missing}; expected x_train, y_train, x_test, y_test")
                 parts = [(z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])]
         except (OSError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
         except Exception as exc:  # zipfile.BadZipFile and friends for corrupt archives
-            if isinstance(exc, ValueError) and str(path) in str(exc):
-                raise
             raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
         for X, y in parts:
             _check_images_labels(np.asarray(X), np.asarray(y), str(path))
@@ -407,8 +526,12 @@ def load_digits():
 
 
 def even_odd_labels(labels) -> np.ndarray:
-    """+1 for an even digit, −1 for an odd one."""
+    """+1 for an even digit, −1 for an odd one. Labels must be integers (ValueError for NaN, inf,
+    3.5 or a string: none of them is even or odd)."""
     labels = np.asarray(labels)
+    if labels.dtype.kind not in "uif" or (labels.dtype.kind == "f" and not np.all(np.isfinite(labels)
+                                                                                 & (labels == np.round(labels)))):
+        raise ValueError(f"labels must be integers, got {labels.dtype} values that are not all integers")
     return np.where(labels % 2 == 0, 1.0, -1.0)
 
 
@@ -432,11 +555,15 @@ class Splits:
 def split_and_normalise(X, y, rng: np.random.Generator, fractions: dict | None = None) -> Splits:
     """Random disjoint splits with the given fractions (default :data:`SPLITS`), then
     x ↦ (x − m)/s with m the pixel-wise mean and s the global standard deviation of the centred
-    pixels, both computed on the non-test rows only (no test information in any statistic)."""
+    pixels, both computed on the non-test rows only (no test information in any statistic).
+    X and y must be finite (ValueError otherwise), and so must the scale."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if X.ndim != 2 or X.shape[0] != y.shape[0]:
         raise ValueError(f"X must be (N, d) with N = len(y); got X {X.shape}, y {y.shape}")
+    for name, arr in (("X", X), ("y", y)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf")
     fractions = dict(SPLITS if fractions is None else fractions)
     if "test" not in fractions or any(not (0 < f < 1) for f in fractions.values()) or sum(fractions.values()) > 1 + 1e-12:
         raise ValueError(f"fractions must include 'test', each in (0, 1), summing to <= 1; got {fractions}")
@@ -449,9 +576,10 @@ def split_and_normalise(X, y, rng: np.random.Generator, fractions: dict | None =
         if index[name].size == 0:
             raise ValueError(f"fractions: part {name!r} is empty with {n} rows")
     train_rows = np.concatenate([idx for name, idx in index.items() if name != "test"])
-    mean = X[train_rows].mean(axis=0)
-    scale = float(np.std(X[train_rows] - mean))
-    if not scale > 0:
-        raise ValueError("X has zero variance on the training rows")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows as a non-finite scale
+        mean = X[train_rows].mean(axis=0)
+        scale = float(np.std(X[train_rows] - mean))
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"X has zero or non-finite variance on the training rows (scale {scale!r})")
     return Splits({k: (X[idx] - mean) / scale for k, idx in index.items()}, {k: y[idx] for k, idx in index.items()},
                   index, mean, scale)

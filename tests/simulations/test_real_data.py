@@ -144,3 +144,73 @@ def test_split_sizes_add_up(n):
 def test_one_network_experiments_refuse_several_seeds(tmp_path, capsys):
     assert cli.main(["reproduce", "mnist-even-odd", "--quick", "--seeds", "3", "--out", str(tmp_path)]) == 2
     assert "--seeds must be 1" in capsys.readouterr().err
+
+
+def _npz_with(path, **replace):
+    rng = np.random.default_rng(5)
+    arrays = {"x_train": rng.integers(0, 256, (6, 28, 28)), "y_train": rng.integers(0, 10, 6),
+              "x_test": rng.integers(0, 256, (3, 28, 28)), "y_test": rng.integers(0, 10, 3)}
+    arrays.update(replace)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 1, 2, np.nan, 4, 5]), "label 3 is nan"),
+    (np.array([0, 1, 2, 3.5, 4, 5]), "label 3 is 3.5"),
+    (np.array([0, 1, 2, 3, 4, 10]), "label 5 is 10"),
+    (np.array(list("012345")), "dtype <U1"),
+])
+def test_labels_must_be_digits(tmp_path, labels, message):
+    """NaN labels became -9.2e18 (and the run went on); a string label was a numpy traceback."""
+    path = _npz_with(tmp_path / "labels.npz", y_train=labels)
+    with pytest.raises(ValueError, match=f"labels.npz: labels must be digits 0..9.*{message}"):
+        load_mnist(path)
+
+
+def test_integral_float_labels_are_accepted(tmp_path):
+    path = _npz_with(tmp_path / "float-labels.npz", y_train=np.array([0.0, 1, 2, 3, 4, 9]))
+    _, labels = load_mnist(path)
+    np.testing.assert_array_equal(labels[:6], [0, 1, 2, 3, 4, 9])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e200])
+def test_pixels_must_be_finite_and_bounded(tmp_path, bad):
+    x = np.zeros((6, 28, 28))
+    x[4, 2, 3] = bad
+    path = _npz_with(tmp_path / "pixels.npz", x_train=x)
+    with pytest.raises(ValueError, match="pixels.npz: pixel values must be finite.*image 4"):
+        load_mnist(path)
+
+
+def test_idx_header_sizes_are_checked_before_reading(tmp_path):
+    """Sizes multiply as Python integers (no int64 wrap-around) and are capped before any data is
+    read or decompressed; the message names the file."""
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, 4) + struct.pack(">4I", *(2 ** 16,) * 4))  # 2^64 bytes
+    with pytest.raises(ValueError, match="images-idx3-ubyte: the IDX header declares shape .* more than the limit"):
+        read_idx(path)
+    raw = _idx(np.zeros((2, 28, 28)))
+    path.write_bytes(raw)
+    assert read_idx(path, max_bytes=2 * 784).shape == (2, 28, 28)
+    with pytest.raises(ValueError, match="more than the limit of 1567 bytes"):
+        read_idx(path, max_bytes=2 * 784 - 1)
+
+
+def test_gzip_stream_is_read_no_further_than_the_header_declares(tmp_path):
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(_idx(np.zeros((2, 28, 28))) + b"\0" * (1 << 20))
+    with pytest.raises(ValueError, match="bomb-idx3-ubyte.gz: expected 1568 data bytes .* found more"):
+        read_idx(path)
+
+
+def test_labels_and_splits_refuse_non_finite_values():
+    with pytest.raises(ValueError, match="labels must be integers"):
+        even_odd_labels(np.array([0.0, np.nan]))
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    X[5, 1] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or inf"):
+        split_and_normalise(X, np.ones(20), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="non-finite variance"):
+        split_and_normalise(np.full((20, 3), 1e200) * np.arange(20)[:, None], np.ones(20), np.random.default_rng(0))
