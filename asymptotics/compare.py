@@ -13,8 +13,12 @@ reported per point, with the fraction of points with |z| < 3 and the largest rel
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -203,20 +207,60 @@ def tidy_rows(series: Sequence[Series]) -> list[dict]:
     return rows
 
 
+def _csv_bytes(rows: Sequence[dict]) -> bytes:
+    """The CSV text of tidy rows (columns :data:`CSV_COLUMNS`, floats with ``repr``), UTF-8."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue().encode("utf-8")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, fsync it, and ``os.replace`` it onto
+    ``path``: a reader (or a kill) sees the old file or the new one, never a partial one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _figure_bytes(fig, fmt: str = "png") -> bytes:
+    """The figure rendered to ``fmt`` (110 dpi), then closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=fmt, dpi=110)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
 def write_csv(rows: Sequence[dict], path) -> Path:
-    """Write tidy rows with the columns of :data:`CSV_COLUMNS` (floats with full precision)."""
+    """Write tidy rows with the columns of :data:`CSV_COLUMNS` (floats with full precision).
+
+    Atomic: the file is written under a temporary name in the same folder and renamed onto
+    ``path``, so ``path`` is always either the previous file or the complete new one."""
     path = Path(path)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    _write_atomic(path, _csv_bytes(rows))
     return path
 
 
 def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, title: str = "",
             ncols: int | None = None):
-    """Theory lines with simulated points (error bars = std over seeds), one axes per panel."""
+    """Theory lines with simulated points (error bars = std over seeds), one axes per panel.
+
+    With ``path`` the figure is written atomically (as :func:`write_csv`) and closed; the figure
+    is returned either way."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -258,7 +302,7 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+    if path is not None:  # atomic, as write_csv; the format is the file's extension (default png)
+        path = Path(path)
+        _write_atomic(path, _figure_bytes(fig, path.suffix.lstrip(".").lower() or "png"))
     return fig

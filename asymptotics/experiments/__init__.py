@@ -3,16 +3,30 @@
 An experiment is registered with :func:`register` and run by :func:`run`, which writes into the
 output folder ``NAME.png`` (theory lines, simulated points with error bars), ``NAME.csv`` (tidy:
 panel, series, kind, x, y, y_err, n_seeds) and ``NAME.json`` (parameters, seeds, package versions,
-wall time, agreement metrics). Each experiment has a ``quick`` size (seconds) and a ``full`` size
-(the paper's).
+wall time, agreement metrics, and the SHA-256 of the CSV and PNG it belongs to). Each experiment
+has a ``quick`` size (seconds) and a ``full`` size (the paper's).
+
+The three files are replaced together (see :func:`run` and ``docs/conventions.md``): each is
+written under a temporary name, then, under an advisory lock on ``.NAME.lock`` in the output
+folder, a commit record is written and the three are renamed in the order CSV, PNG, JSON. A kill
+at any moment leaves the previous complete set or the new complete set, except in the window
+between the renames, which the commit record and the JSON's checksums expose and which
+:func:`recover_outputs` (run first by every later run) completes. :func:`verify_outputs` checks a
+folder.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import importlib
 import inspect
 import json
+import math
+import os
 import platform
+import re
+import secrets
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,10 +36,23 @@ from typing import Callable, Sequence
 
 from simulations.sweep import SweepConfig, SweepStats, run_sweep
 
-from ..compare import Panel, SeedStack, Series, overlay, series_agreement, tidy_rows, write_csv
+from ..compare import (Panel, SeedStack, Series, _csv_bytes, _figure_bytes, overlay, series_agreement, tidy_rows,
+                       write_csv)
+
+try:  # Windows has no fcntl: outputs are still replaced atomically, one file at a time, without the lock
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None
 
 __all__ = ["Experiment", "ExperimentOutput", "Sweeper", "SweepConfig", "SeedStack", "InputError", "register",
-           "get", "names", "run", "expected_numerics"]
+           "get", "names", "run", "expected_numerics", "verify_outputs", "recover_outputs", "outputs_lock", "MAX_SEEDS"]
+
+#: The most seeds per simulated point that :func:`run` (and ``--seeds``) accepts; more is refused
+#: before any work (10⁹ seeds would mean 10⁹ tasks held in memory).
+MAX_SEEDS = 10_000
+#: Seconds a run waits for another run's commit into the same output folder (a commit takes ms).
+LOCK_TIMEOUT_S = 60.0
+_EXTS = ("csv", "png", "json")  # the order in which a commit replaces the files: JSON last
 
 _MODULES = ("ridge", "deep", "giant_step", "trained", "hierarchical")  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
@@ -147,31 +174,49 @@ def _versions() -> dict:
 
 def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0,
         backend: str = "serial", workers: int | None = None, cache=None, scheduler: str | None = None,
-        quiet: bool = True, data=None, options: dict | None = None) -> dict:
+        quiet: bool = True, data=None, options: dict | None = None, connect_timeout: float = 30.0) -> dict:
     """Run experiment ``name`` and write NAME.png, NAME.csv, NAME.json into ``out``.
 
     Simulation tasks run on ``backend`` ("serial", "processes", "dask") with ``workers``
-    workers, cached under ``cache`` (resumable), see :mod:`simulations.sweep`. The CSV does not
-    depend on the backend, the number of workers or the cache. ``data``: a data path for the
-    experiments that read one (those whose function takes ``data``; :class:`InputError` otherwise).
-    ``options``: further keyword arguments that an experiment function declares (e.g. the
-    dimensions of a sweep); an unknown one is an :class:`InputError` naming the accepted ones.
-    Returns the JSON metadata (also written to disk). Raises :class:`simulations.sweep.SweepError` if tasks failed (finished
-    tasks are kept in the cache).
+    workers, cached under ``cache`` (resumable), see :mod:`simulations.sweep`; ``connect_timeout``:
+    seconds to wait for the dask ``scheduler``. The CSV does not depend on the backend, the number
+    of workers or the cache. ``data``: a data path for the experiments that read one (those whose
+    function takes ``data``; :class:`InputError` otherwise). ``options``: further keyword
+    arguments that an experiment function declares (e.g. the dimensions of a sweep); an unknown
+    one, or a value that is not plain JSON with finite numbers and integers within ±2⁶³, is an
+    :class:`InputError` naming it.
+
+    Checked before any work, each an :class:`InputError` with a one-line message that starts with
+    the argument's name: the sweep settings (``seeds`` at most :data:`MAX_SEEDS`), ``out`` (a
+    writable folder, created if missing, whose name is valid UTF-8) and ``cache`` (not a file).
+
+    Outputs are replaced together: see the module docstring; the JSON's ``sha256`` holds the
+    SHA-256 of the CSV and PNG written with it. Returns the JSON metadata (also written to disk).
+    Raises :class:`simulations.sweep.SweepError` if tasks failed (finished tasks are kept in the
+    cache).
     """
     exp = get(name)
-    config = SweepConfig(backend=backend, workers=workers, cache=cache, scheduler=scheduler, quiet=quiet,
-                         seeds=exp.default_seeds["quick" if quick else "full"] if seeds is None else seeds,
-                         root_seed=seed)
+    n_seeds = exp.default_seeds["quick" if quick else "full"] if seeds is None else seeds
+    if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
+        raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
+    settings = dict(backend=backend, workers=workers, cache=cache, scheduler=scheduler, quiet=quiet,
+                    seeds=n_seeds, root_seed=seed)
+    if "connect_timeout" in SweepConfig.__dataclass_fields__:
+        settings["connect_timeout"] = connect_timeout
+    try:
+        config = SweepConfig(**settings)
+    except (ValueError, TypeError) as exc:  # the settings' own validation: a user error
+        raise InputError(str(exc)) from None
     kwargs = _experiment_kwargs(exp, data, options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out)
+    if cache is not None:
+        _check_cache(cache)
     sweeper = Sweeper(experiment=name + ("-quick" if quick else ""), config=config)
     t0 = time.perf_counter()
     result = exp.function(quick=quick, sweep=sweeper, **kwargs)
     wall = time.perf_counter() - t0
-    write_csv(tidy_rows(result.series), out / f"{name}.csv")
-    overlay(result.panels, result.series, out / f"{name}.png", title=result.title)
+    csv_data = _csv_bytes(tidy_rows(result.series))
+    png_data = _figure_bytes(overlay(result.panels, result.series, None, title=result.title), "png")
     meta = {
         "experiment": name,
         "description": exp.description,
@@ -185,10 +230,280 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
         "agreement": series_agreement(result.series),
         "notes": result.notes,
         "files": [f"{name}.png", f"{name}.csv", f"{name}.json"],
+        "sha256": {f"{name}.csv": hashlib.sha256(csv_data).hexdigest(),
+                   f"{name}.png": hashlib.sha256(png_data).hexdigest()},
     }
-    with open(out / f"{name}.json", "w") as fh:
-        json.dump(meta, fh, indent=2, default=float)
+    json_data = json.dumps(meta, indent=2, default=float).encode("utf-8")
+    _commit(out, name, {"csv": csv_data, "png": png_data, "json": json_data})
     return meta
+
+
+# ------------------------------------------------------------------- checks of user input
+def _show(path) -> str:
+    """A path as one printable line (undecodable bytes escaped)."""
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", "\\n")
+
+
+def _output_folder(out) -> Path:
+    """``out`` as a writable folder (created if missing), or an InputError saying why not."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise InputError(f"out must be a folder path, got {type(out).__name__}")
+    text = os.fsdecode(out)
+    if not text:
+        raise InputError("out must be a folder path, got an empty string")
+    if "\0" in text:
+        raise InputError(f"out {_show(text)!r}: a path cannot contain a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"out {_show(text)}: the folder name is not valid UTF-8 (undecodable bytes shown "
+                         "escaped); choose a UTF-8 name") from None
+    path = Path(text)
+    try:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"out {_show(path)}: exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = _mkstemp(path, "write-check", "tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"out {_show(path)}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def _check_cache(cache) -> None:
+    """A cache path that is a file, or lies under one, is refused before any work."""
+    if not isinstance(cache, (str, os.PathLike)):
+        return  # SweepConfig has said what a cache must be
+    path = Path(os.fsdecode(cache))
+    probe = path
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+    except OSError as exc:  # e.g. a name too long
+        raise InputError(f"cache {_show(path)}: not usable ({exc.strerror or exc})") from None
+    if probe.exists() and not probe.is_dir():
+        where = "is" if probe == path else f"lies under {_show(probe)}, which is"
+        raise InputError(f"cache {_show(path)}: {where} a file, not a folder")
+
+
+def _check_option_value(key: str, value, depth: int = 0) -> None:
+    """Option values are plain JSON: finite numbers, integers within ±2⁶³, strings, lists, dicts."""
+    if depth > 32:
+        raise InputError(f"option {key}: nested too deeply")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not -2 ** 63 <= value < 2 ** 63:
+            raise InputError(f"option {key}: the integer {str(value)[:20]}... is out of range (|v| < 2^63)")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"option {key}: numbers must be finite, got {value!r}")
+        return
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_option_value(key, v, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InputError(f"option {key}: keys must be strings, got {k!r}")
+            _check_option_value(key, v, depth + 1)
+        return
+    raise InputError(f"option {key}: expected a JSON value (number, string, list, object), got {type(value).__name__}")
+
+
+# ------------------------------------------------------------------- atomic output groups
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{16})\.(?P<ext>[a-z-]+)$")
+
+
+def _mkstemp(folder: Path, name: str, ext: str) -> tuple[int, str]:
+    """A new temporary file ``.NAME.PID.TOKEN.EXT`` in ``folder`` (the PID tells a later run
+    whether its writer is still alive)."""
+    for _ in range(100):
+        path = folder / f".{name}.{os.getpid()}.{secrets.token_hex(8)}.{ext}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), str(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))  # pragma: no cover
+
+
+def _write_synced(folder: Path, name: str, ext: str, data: bytes) -> Path:
+    fd, tmp = _mkstemp(folder, name, ext)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened / synced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, name: str, shared: bool = False, timeout: float = LOCK_TIMEOUT_S):
+    """The advisory lock ``folder/.NAME.lock`` (fcntl.flock; exclusive for a commit, shared for a
+    reader), waited for at most ``timeout`` seconds. The lock file is never removed."""
+    if fcntl is None:  # pragma: no cover - not on POSIX
+        yield
+        return
+    fd = os.open(folder / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{_show(folder)}: another process has held .{name}.lock for over "
+                                       f"{timeout:g} s") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists
+        return True
+    return True
+
+
+def _journal(folder: Path, name: str) -> Path:
+    return folder / f".{name}.commit"
+
+
+def _recover(folder: Path, name: str) -> bool:
+    """Under the exclusive lock: finish a commit whose writer died between its renames (roll
+    forward from the commit record) and remove dead writers' temporary files. True if a commit
+    was finished."""
+    finished = False
+    journal = _journal(folder, name)
+    if journal.is_file():
+        try:
+            entries = json.loads(journal.read_text())
+        except (ValueError, OSError):
+            entries = []
+        for entry in entries if isinstance(entries, list) else []:
+            if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)):
+                continue
+            tmp, final = entry
+            m = _TMP_NAME.match(tmp)
+            if not m or m["name"] != name or final != f"{name}.{m['ext']}" or m["ext"] not in _EXTS:
+                continue  # only this experiment's own temporary files onto its own names
+            if (folder / tmp).is_file():
+                os.replace(folder / tmp, folder / final)
+                finished = True
+        _fsync_dir(folder)
+        journal.unlink(missing_ok=True)
+    for entry in folder.iterdir():
+        m = _TMP_NAME.match(entry.name)
+        if m and m["name"] == name and not _pid_alive(int(m["pid"])):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                entry.unlink()
+    return finished
+
+
+def _commit(folder: Path, name: str, files: dict) -> None:
+    """Write ``files`` ({ext: bytes}) to temporary files, then replace NAME.csv, NAME.png,
+    NAME.json in that order under the lock, with a commit record for roll-forward."""
+    tmps: dict = {}
+    committed = False
+    try:
+        for ext in _EXTS:
+            tmps[ext] = _write_synced(folder, name, ext, files[ext])
+        with _locked(folder, name):
+            _recover(folder, name)
+            record = json.dumps([[tmps[ext].name, f"{name}.{ext}"] for ext in _EXTS]).encode()
+            os.replace(_write_synced(folder, name, "commit-tmp", record), _journal(folder, name))
+            _fsync_dir(folder)
+            committed = True  # from here on, the group is logically written: a failure is rolled forward
+            for ext in _EXTS:
+                os.replace(tmps[ext], folder / f"{name}.{ext}")
+            _fsync_dir(folder)
+            _journal(folder, name).unlink()
+    except BaseException:
+        if committed:
+            with contextlib.suppress(Exception):
+                with _locked(folder, name, timeout=5.0):
+                    _recover(folder, name)
+        else:
+            for tmp in tmps.values():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def outputs_lock(out, name: str, *, shared: bool = True, timeout: float = LOCK_TIMEOUT_S):
+    """Hold the advisory lock of experiment ``name``'s outputs in ``out`` (shared by default: a
+    reader holding it sees no commit half done, so NAME.csv, NAME.png and NAME.json read inside
+    are one set). Raises TimeoutError after ``timeout`` seconds."""
+    with _locked(Path(out), name, shared=shared, timeout=timeout):
+        yield
+
+
+def recover_outputs(out, name: str) -> bool:
+    """Finish, in ``out``, a commit of experiment ``name``'s outputs that a killed run left between
+    its renames, and remove temporary files of runs that are no longer alive (every :func:`run`
+    does this first). Returns True if a commit was finished."""
+    folder = Path(out)
+    if not folder.is_dir():
+        return False
+    with _locked(folder, name):
+        return _recover(folder, name)
+
+
+def verify_outputs(out, name: str) -> list[str]:
+    """Problems with ``out/NAME.{csv,png,json}`` as one set (an empty list when there are none):
+    a missing file, a JSON without checksums (written before release 16) or whose SHA-256 of the
+    CSV or PNG does not match the file, an interrupted commit. Reads under the shared lock, so a
+    commit in progress is never seen half done."""
+    folder = Path(out)
+    problems = []
+    with (_locked(folder, name, shared=True) if folder.is_dir() and os.access(folder, os.W_OK)
+          else contextlib.nullcontext()):
+        if _journal(folder, name).exists():
+            problems.append(f"a commit was interrupted (.{name}.commit exists): run recover_outputs or rerun")
+        try:
+            meta = json.loads((folder / f"{name}.json").read_text())
+        except FileNotFoundError:
+            return problems + [f"{name}.json is missing"]
+        except (ValueError, OSError) as exc:
+            return problems + [f"{name}.json is not readable JSON ({exc})"]
+        sums = meta.get("sha256") if isinstance(meta, dict) else None
+        if not isinstance(sums, dict):
+            return problems + [f"{name}.json records no sha256 checksums"]
+        for ext in ("csv", "png"):
+            fname = f"{name}.{ext}"
+            try:
+                digest = hashlib.sha256((folder / fname).read_bytes()).hexdigest()
+            except OSError:
+                problems.append(f"{fname} is missing or unreadable")
+                continue
+            if sums.get(fname) != digest:
+                problems.append(f"{fname} does not match the SHA-256 recorded in {name}.json")
+    return problems
 
 
 def _experiment_kwargs(exp: Experiment, data, options: dict | None) -> dict:
@@ -203,5 +518,7 @@ def _experiment_kwargs(exp: Experiment, data, options: dict | None) -> dict:
         unknown = sorted(set(options) - set(own))
         if unknown:
             raise InputError(f"experiment {exp.name!r} has no option(s) {unknown}; its options: {own or 'none'}")
+        for key, value in options.items():
+            _check_option_value(key, value)
         kwargs.update(options)
     return kwargs
