@@ -1,18 +1,44 @@
-"""Command line: ``asymptotics list`` and ``asymptotics reproduce NAME``."""
+"""Command line: ``asymptotics list`` and ``asymptotics reproduce NAME``.
+
+Exit status: 0 on success; 2 for a user error (a bad flag or value, an unusable ``--out`` or
+``--cache``, a bad data file, a dask scheduler that cannot be reached), reported as one line
+``asymptotics: ...`` on stderr, never a traceback, and before any simulation runs; 1 when tasks
+failed (listed, with the cache kept for a rerun). Anything else (a bug, a full disk) is not a
+user error and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 from simulations.sweep import BACKENDS, SweepConfig, SweepError
 
+try:  # one-line errors of the sweep engine (release 16); absent in older engines
+    from simulations.sweep import CacheError, SchedulerError
+except ImportError:  # pragma: no cover - depends on the sweep engine's version
+    class CacheError(Exception):
+        pass
+
+    class SchedulerError(Exception):
+        pass
+
 from . import experiments
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``asymptotics reproduce: ...``, exit 2) instead of the usage
+    block; ``--help`` still shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="asymptotics", description="High-dimensional learning curves: "
-                                 "theory and simulation side by side.")
+    ap = _Parser(prog="asymptotics", description="High-dimensional learning curves: "
+                 "theory and simulation side by side.")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the reproducible experiments")
     rep = sub.add_parser("reproduce", help="run an experiment; write NAME.png, NAME.csv, NAME.json")
@@ -20,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--quick", action="store_true", help="small sizes that run in seconds")
     rep.add_argument("--out", default="results", help="output folder (default: results)")
     rep.add_argument("--seeds", type=int, default=None,
-                     help="number of seeds per simulated point (default: the experiment's)")
+                     help=f"number of seeds per simulated point, at most {experiments.MAX_SEEDS} "
+                          "(default: the experiment's)")
     rep.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
     rep.add_argument("--backend", choices=BACKENDS, default="serial",
                      help="where simulation tasks run (default: serial)")
@@ -30,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="cache finished tasks in DIR; a rerun resumes without recomputing them")
     rep.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="address of a running dask scheduler (with --backend dask), e.g. tcp://host:8786")
+    rep.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="seconds to wait for the dask scheduler before giving up (default 30)")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     rep.add_argument("--data", default=None, metavar="PATH",
                      help="data for experiments that read it (mnist-even-odd: a folder with the MNIST IDX "
@@ -39,53 +68,104 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _finite_float(key: str):
+    def parse(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise experiments.InputError(f"--set {key}: the number {text} is out of range (finite numbers only)")
+        return value
+    return parse
+
+
+def _no_constant(key: str):
+    def parse(text: str):
+        raise experiments.InputError(f"--set {key}: {text} is not allowed (finite numbers only)")
+    return parse
+
+
 def _options(pairs) -> dict:
+    """``KEY=VALUE`` pairs; VALUE is JSON with finite numbers (NaN, Infinity, 1e400 are refused), or
+    else a plain string."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise experiments.InputError(f"--set expects KEY=VALUE, got {pair!r}")
         try:
-            out[key] = json.loads(value)
+            out[key] = json.loads(value, parse_float=_finite_float(key), parse_constant=_no_constant(key))
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:
+            raise experiments.InputError(f"--set {key}: the value is nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits
+            if isinstance(exc, experiments.InputError):
+                raise
+            raise experiments.InputError(f"--set {key}: {exc}") from None
     return out
 
 
+_FLAGS = {"seeds": "--seeds", "seed": "--seed", "workers": "--workers", "scheduler": "--scheduler",
+          "backend": "--backend", "threads": "threads", "out": "--out", "cache": "--cache",
+          "connect_timeout": "--connect-timeout", "data": "--data"}
+
+
 def _flag_names(message: str) -> str:
-    """A SweepConfig message in the command line's words (seeds → --seeds, root seed → --seed)."""
-    for word in ("seeds", "seed", "workers", "scheduler", "backend", "threads"):
-        if message.startswith(word + " "):
-            return "--" + message
+    """A message about an argument in the command line's words (seeds → --seeds, root seed → --seed,
+    connect_timeout → --connect-timeout, …), on one line."""
+    message = " ".join(str(message).split()) or "invalid input"
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable path bytes escaped
+    word, sep, rest = message.partition(" ")
+    if sep and word in _FLAGS:
+        return f"{_FLAGS[word]} {rest}"
     return message
 
 
+def _error(message) -> int:
+    print(f"asymptotics: {_flag_names(message)}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("asymptotics: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout closed early (`asymptotics list | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         for name in experiments.names():
             print(f"{name:24s} {experiments.get(name).description}")
+        sys.stdout.flush()
         return 0
     try:
         experiments.get(args.name)
     except KeyError as exc:
-        print(f"asymptotics: {exc.args[0]}", file=sys.stderr)
-        return 2
-    try:  # the one validation of the sweep settings (SweepConfig), before any work
-        SweepConfig(backend=args.backend, workers=args.workers, cache=args.cache, scheduler=args.scheduler,
+        return _error(exc.args[0])
+    settings = dict(backend=args.backend, workers=args.workers, cache=args.cache, scheduler=args.scheduler,
                     seeds=1 if args.seeds is None else args.seeds, root_seed=args.seed)
-    except ValueError as exc:
-        print(f"asymptotics: {_flag_names(str(exc))}", file=sys.stderr)
-        return 2
+    if "connect_timeout" in SweepConfig.__dataclass_fields__:
+        settings["connect_timeout"] = args.connect_timeout
+    elif not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
+        return _error(f"--connect-timeout must be a positive number of seconds, got {args.connect_timeout!r}")
+    try:  # the one validation of the sweep settings (SweepConfig), before any work
+        SweepConfig(**settings)
+    except (ValueError, TypeError) as exc:
+        return _error(exc)
     try:
         options = _options(args.set)
         meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed,
                                backend=args.backend, workers=args.workers, cache=args.cache,
                                scheduler=args.scheduler, quiet=args.quiet, data=args.data,
-                               options=options)
-    except experiments.InputError as exc:
-        print(f"asymptotics: {exc}", file=sys.stderr)
-        return 2
+                               options=options, connect_timeout=args.connect_timeout)
+    except (experiments.InputError, CacheError, SchedulerError) as exc:
+        return _error(exc)
     except SweepError as exc:
         print(f"asymptotics: {exc}", file=sys.stderr)
         if args.cache:
