@@ -348,6 +348,8 @@ def read_idx(path, *, max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a folder, FIFO or device: never opened (a FIFO would block)
+            raise ValueError(f"{path}: not a regular file (expected an MNIST IDX file)")
         raise FileNotFoundError(f"{path}: no such file (expected an MNIST IDX file)")
     try:
         with open(path, "rb") as raw_fh:
@@ -506,6 +508,9 @@ def load_mnist(path):
             raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
         for X, y in parts:
             _check_images_labels(np.asarray(X), np.asarray(y), str(path))
+    elif path.exists():  # a FIFO, a device, a socket: never opened (a FIFO would block)
+        raise ValueError(f"{path}: neither a folder nor a regular file (expected a folder with the MNIST IDX "
+                         "files or an mnist.npz)")
     else:
         raise FileNotFoundError(f"{path}: no such file or folder (expected a folder with the MNIST IDX files "
                                 "or an mnist.npz)")

@@ -1,5 +1,6 @@
 """Real-data loaders (IDX / npz / digits), even/odd labels, splits and train-only normalisation."""
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -214,3 +215,14 @@ def test_labels_and_splits_refuse_non_finite_values():
         split_and_normalise(X, np.ones(20), np.random.default_rng(0))
     with pytest.raises(ValueError, match="non-finite variance"):
         split_and_normalise(np.full((20, 3), 1e200) * np.arange(20)[:, None], np.ones(20), np.random.default_rng(0))
+
+
+def test_a_fifo_or_device_is_refused_without_opening_it(tmp_path):
+    """Opening a FIFO would block the run forever; it is refused by its type."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(ValueError, match="neither a folder nor a regular file"):
+            load_mnist(path)
+        with pytest.raises(ValueError, match="not a regular file"):
+            read_idx(path)
