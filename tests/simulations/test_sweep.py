@@ -55,7 +55,7 @@ def test_backends_give_bitwise_identical_results(backend):
 
 def test_cache_skips_finished_tasks_and_detects_corruption(tmp_path):
     first = run_sweep(ridge_task, points(), 2, experiment="t", cache=tmp_path)
-    files = sorted((tmp_path / "t").glob("*.pkl"))
+    files = sorted((tmp_path / "t").glob("*.npz"))
     assert first.stats.computed == 6 and len(files) == 6
     again = run_sweep(ridge_task, points(), 2, experiment="t", cache=tmp_path)
     assert again.stats.cached == 6 and again.stats.computed == 0
@@ -109,11 +109,11 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cache_dir = tmp_path / "kill"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache_dir.glob("*.pkl"))) < 3:
+    while time.time() < deadline and len(list(cache_dir.glob("*.npz"))) < 3:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = len(list(cache_dir.glob("*.pkl")))
+    finished = len(list(cache_dir.glob("*.npz")))
     assert 3 <= finished < 24, "the sweep must have been killed mid-way"
     resumed = run_sweep(ridge_task, params, 4, experiment="kill", cache=tmp_path)
     assert resumed.stats.cached == finished and resumed.stats.computed == 24 - finished
