@@ -3,7 +3,8 @@
 1. 64 tasks of about 0.2 s each (a ridge fit: SVD of a Gaussian feature matrix, one BLAS thread
    per task): serial vs 2 worker processes (target ≥ 1.7× on 2 cores);
 2. cache overhead per task: the same trivial tasks with and without ``cache=`` (write: first
-   run; read: the rerun), target < 5 ms;
+   run, an .npz with a JSON header, fsync included; read: the rerun, with the key, task and
+   SHA-256 checks), target < 5 ms;
 3. dask LocalCluster (2 workers) overhead per task on trivial tasks, start-up excluded and
    included.
 Run: ``python benchmarks/bench_sweep.py`` (needs the ``dask`` extra for part 3).
@@ -55,7 +56,8 @@ def main(argv=None):
         assert res.stats.cached == len(light)
     print(f"cache overhead per task: write {(t_write - t_plain) / len(light) * 1e3:.2f} ms "
           f"(atomic write + fsync), resume/read {(t_read) / len(light) * 1e3:.2f} ms "
-          f"(checksum + unpickle; no cache: {t_plain / len(light) * 1e3:.2f} ms per trivial task)")
+          f"(npz + JSON header: key, task and SHA-256 checked; no cache: {t_plain / len(light) * 1e3:.2f} ms "
+          f"per trivial task)")
 
     try:
         from dask.distributed import Client, LocalCluster
