@@ -49,6 +49,7 @@ __all__ = ["spectra", "psd_matrices", "gaussian_covariate_models", "activations"
 
 _ORDERS = ("any", "ascending", "descending")
 _FORMS = ("any", "spectrum", "matrix")
+_TINY = 1e-100  # teacher amplitudes below this are drawn as 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,10 +218,11 @@ def _model(draw, spectrum_strategy, noise, zero_signal, form, psd_tol, rank_tol)
     # so bᵀΩ⁺b = Σ a_i²; the zero teacher (pure noise) is drawn as such
     amps = np.zeros(p)
     if pos.any() and not (zero_signal and draw(st.booleans())):
-        amps[pos] = draw(st.lists(st.floats(-1.0, 1.0), min_size=int(pos.sum()),
+        amps[pos] = draw(st.lists(st.floats(-1.0, 1.0, allow_subnormal=False), min_size=int(pos.sum()),
                                   max_size=int(pos.sum())))
+        amps[np.abs(amps) < _TINY] = 0.0  # a² must not underflow: bᵀΩ⁺b is then exact to rounding
     b_eigen = np.sqrt(w) * amps
-    sigma2 = draw(st.sampled_from(list(dict.fromkeys(noise))) | st.floats(*noise))
+    sigma2 = draw(st.sampled_from(list(dict.fromkeys(noise))) | st.floats(*noise, allow_subnormal=False))
     kind = draw(st.sampled_from(["spectrum", "matrix"])) if form == "any" else form
     kw = {"psd_tol": psd_tol, "rank_tol": rank_tol}
     if kind == "spectrum":
@@ -246,7 +248,8 @@ def gaussian_covariate_models(*, min_size: int = 1, max_size: int = 8, rank: int
 
     The population moments are built from a spectrum ``w`` drawn by :func:`spectra` (same size,
     rank, condition and scale arguments), a whitened teacher a (entries in [−1, 1] on the
-    positive eigenvalues; with ``zero_signal`` also a = 0) and a residual variance σ² in
+    positive eigenvalues, each 0 or of magnitude >= 1e-100; with ``zero_signal`` also a = 0) and
+    a residual variance σ² in
     ``noise = (low, high)`` (both ends drawn, so σ² = 0, the noiseless model, is reached):
 
         b̃ = √w ∘ a  (b̃ = 0 on the null space),   E[y²] = bᵀΩ⁺b + σ².
