@@ -13,7 +13,8 @@ The model is fixed by Ω = E[φφᵀ] (p×p), b = E[φy] (p) and E[y²]. With th
 
 Ridgeless limit λ → 0 with r = rank Ω: for n > r, κ = 0, E_gen = σ_res²/(1 − r/n) and
 E_train = (1 − r/n) σ_res² with σ_res² = E[y²] − bᵀΩ⁺b; for n < r, κ₀ > 0 solves df1(κ₀) = n
-and E_train = 0; at n = r the test error is +∞ (the interpolation peak).
+and E_train = 0; at n = r the test error is +∞ (the interpolation peak) unless σ_res² = 0, where
+the limit is 0.
 
 Bias–variance split (β = Ω⁺b): E_gen = σ_res² + B + V with
 B = κ² βᵀΩ(Ω+κ)⁻²β / (1 − df2/n) and V = σ_res² (df2/n)/(1 − df2/n).
@@ -39,7 +40,8 @@ __all__ = [
     "NumericalWarning",
 ]
 
-_STATUS_NAMES = {_k.OK: "ok", _k.NOT_CONVERGED: "not converged", _k.SINGULAR: "singular (λ = 0, n = rank)"}
+_STATUS_NAMES = {_k.OK: "ok", _k.NOT_CONVERGED: "not converged", _k.SINGULAR: "singular (λ = 0, n = rank)",
+                 _k.OUT_OF_RANGE: "out of range (κ or an error beyond float64, returned as inf)"}
 
 
 class NumericalWarning(RuntimeWarning):
@@ -52,7 +54,9 @@ class RidgeResult:
 
     All arrays have the broadcast shape of the ``n`` and ``lam`` given to
     :meth:`GaussianCovariateModel.ridge`. ``status`` is 0 (ok), 1 (not converged within the
-    iteration cap) or 2 (λ = 0 and n = rank Ω: test error +∞); ``converged`` is ``status == 0``.
+    iteration cap), 2 (λ = 0 and n = rank Ω with σ_res² > 0: test error +∞) or 3 (out of range:
+    κ or an error exceeds the float64 range and is returned as +∞; the other fields are still
+    exact); ``converged`` is ``status == 0``. A point with status 0 has every field finite.
     """
 
     n: np.ndarray
@@ -86,6 +90,12 @@ class OptimalRidge:
 
 def _as_finite_array(x, name: str) -> np.ndarray:
     try:
+        complex_input = np.iscomplexobj(x) or np.iscomplexobj(np.asarray(x))
+    except (TypeError, ValueError):
+        complex_input = False
+    if complex_input:
+        raise TypeError(f"{name} must be real, got complex values")
+    try:
         a = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be numeric array-like, got {type(x).__name__}") from exc
@@ -99,6 +109,18 @@ def _as_finite_scalar(x, name: str) -> float:
     if a.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {a.shape}")
     return float(a)
+
+
+def _check_tol(x, name: str, allow_none: bool = False):
+    """A tolerance: a finite real number >= 0 (or None where allowed)."""
+    if x is None and allow_none:
+        return None
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number >= 0, got {type(x).__name__}")
+    x = float(x)
+    if not (math.isfinite(x) and x >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {x!r}")
+    return x
 
 
 def _validate_grid(n, lam) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +208,8 @@ class GaussianCovariateModel:
 
     def _init_spectrum(self, w, bt, y2, *, psd_tol, rank_tol, name):
         y2 = _as_finite_scalar(y2, "y2")
+        psd_tol = _check_tol(psd_tol, "psd_tol")
+        rank_tol = _check_tol(rank_tol, "rank_tol", allow_none=True)
         p = w.shape[0]
         wmax = float(np.max(np.abs(w), initial=0.0))
         if p and np.min(w) < -psd_tol * wmax:
@@ -196,7 +220,7 @@ class GaussianCovariateModel:
         keep = w > rank_tol * wmax
         null_b = bt[~keep]
         bt_keep = bt[keep]
-        b_scale = math.sqrt(float(bt @ bt)) if p else 0.0
+        b_scale = float(np.linalg.norm(bt)) if p else 0.0
         if null_b.size and np.max(np.abs(null_b)) > 1e-6 * max(b_scale, 1e-300) and np.max(np.abs(null_b)) > 1e-12:
             raise ValueError("b has a component outside the range of Ω (E[φy] must lie in range(Ω))")
         order = np.argsort(w[keep], kind="stable")
@@ -205,18 +229,29 @@ class GaussianCovariateModel:
         self.p = p
         self.rank = int(self.eigenvalues.shape[0])
         self.y2 = y2
-        self._beta2 = np.ascontiguousarray(self.b_eigen**2 / self.eigenvalues)
+        # (b̃/√ω)² rather than b̃²/ω: no intermediate overflow or underflow.
+        self._beta2 = np.ascontiguousarray((self.b_eigen / np.sqrt(self.eigenvalues)) ** 2)
         explained = math.fsum(self._beta2)
         resid = y2 - explained
         if resid < -1e-10 * max(abs(y2), explained):
             raise ValueError(f"y2 = {y2:.6g} is smaller than bᵀΩ⁺b = {explained:.6g}: the moments "
                              "are inconsistent (E[y²] ≥ bᵀΩ⁺b by Cauchy–Schwarz)")
         self.residual_variance = max(resid, 0.0)
-        self.trace = math.fsum(self.eigenvalues)
+        self._sum_beta2 = explained
+        # Scales of the spectrum for the solver (Tr Ω = ω_max·tr_rel, without overflow).
+        self._wmax = float(self.eigenvalues[-1]) if self.rank else 0.0
+        self._wmin = float(self.eigenvalues[0]) if self.rank else 0.0
+        self._tr_rel = math.fsum(self.eigenvalues / self._wmax) if self.rank else 0.0
+        with np.errstate(over="ignore"):
+            self.trace = float(np.float64(self._wmax) * self._tr_rel)
+        lim = 2.0 ** _k.FAST_LOG2
+        self._fast_model = bool(self.rank and self._wmin >= 1 / lim and self._wmax <= lim)
 
     # ------------------------------------------------------------------ solver
     def _kappa_grid(self, n: np.ndarray, lam: np.ndarray, size: int) -> np.ndarray:
-        """Geometric κ-grid covering the bracket of (E1) of every point."""
+        """Geometric κ-grid covering the bracket of (E1) of every fast-path point.
+
+        Only the starting bracket of each point depends on it (see ``_ridge_kernels``)."""
         w, r = self.eigenvalues, self.rank
         pos = lam > 0
         lows, highs = [], []
@@ -226,7 +261,7 @@ class GaussianCovariateModel:
         ridgeless = (~pos) & (n < r)
         if np.any(ridgeless):
             nn = n[ridgeless]
-            lows.append(np.min(w[0] * (r - nn) / nn))
+            lows.append(np.min(w[0] * ((r - nn) / nn)))
             highs.append(np.max(self.trace / nn))
         if not lows:
             return np.ones(2)
@@ -234,35 +269,50 @@ class GaussianCovariateModel:
         return np.geomspace(lo, max(hi, lo * (1 + 1e-12)), size)
 
     def ridge(self, n, lam, *, max_iter: int = 100, rtol: float = 1e-15, grid_size: int = 0) -> RidgeResult:
-        """Test error, training error, κ, df1, df2 on the broadcast grid of ``n`` and ``lam``.
+        """Test error, training error, κ, df1, df2, bias, variance on the broadcast grid of ``n`` and ``lam``.
 
         ``n`` (> 0, real allowed) and ``lam`` (≥ 0, this project's mean-loss λ) broadcast
-        together. One pass over a geometric κ-grid brackets every point, then a safeguarded
-        Halley/Newton iteration (bisection fallback, at most ``max_iter`` steps) solves (E1) to
-        relative accuracy ``rtol`` or the rounding floor. Points that fail are flagged in
-        ``converged``/``status`` and a :class:`NumericalWarning` is issued; λ = 0 at n = rank Ω
-        gives test error +∞ with status 2.
+        together. Ordinary points share one pass over a geometric κ-grid that brackets them,
+        then a safeguarded Halley/Newton iteration (bisection fallback, at most ``max_iter``
+        steps) solves (E1) to relative accuracy ``rtol`` or the rounding floor; points near the
+        ends of the float range are solved one by one in exactly rescaled units, and points
+        with κ ≥ 2¹⁰⁸·ω_max (n → 0, λ → ∞) by the expansion in ω/κ. A point's value does not
+        depend on the rest of the grid beyond the last bits of its iteration.
+
+        Guarantee: every point with ``status`` 0 has all fields finite. Points that fail are
+        flagged in ``converged``/``status`` and a :class:`NumericalWarning` is issued: status 1
+        (iteration cap), 2 (λ = 0 at n = rank Ω with σ_res² > 0: test error +∞; with
+        σ_res² = 0 the limit there is 0 and the status is 0) or 3 (κ or an error overflows
+        float64: returned as +∞, the other fields exact — e.g. κ ≈ TrΩ/n for n < 10⁻³⁰⁸).
         """
         n, lam = _validate_grid(n, lam)
-        if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        if not (0 < rtol < 1):
-            raise ValueError(f"rtol must be in (0, 1), got {rtol}")
+        if not isinstance(rtol, (int, float, np.integer, np.floating)) or not (0 < rtol < 1):
+            raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
+        if isinstance(grid_size, (bool, np.bool_)) or not isinstance(grid_size, (int, np.integer)):
+            raise ValueError(f"grid_size must be an integer, got {grid_size!r}")
         shape = n.shape
         nf = np.ascontiguousarray(n.ravel())
         lf = np.ascontiguousarray(lam.ravel())
         m = nf.shape[0]
+        regime = np.empty(m, dtype=np.int8)
+        _k.classify(self.rank, self._wmin, self._wmax, self._tr_rel, self._fast_model, nf, lf, regime)
+        fast = regime == _k.REG_FAST
+        m_fast = int(np.count_nonzero(fast))
         if grid_size <= 0:
             # ~one pass over the spectrum per two points: brackets tight enough for 2-3 steps.
-            grid_size = int(np.clip(m // 2, 16, 1024))
-        grid = self._kappa_grid(nf, lf, grid_size)
-        grid_su, grid_sv = _k.kappa_grid_sums(self.eigenvalues, grid)
+            grid_size = int(np.clip(m_fast // 2, 16, 1024))
+        grid = self._kappa_grid(nf[fast], lf[fast], grid_size) if m_fast else np.ones(2)
+        grid_off, grid_scale, grid_m = _k.kappa_grid_sums(self.eigenvalues, grid)
         out = {name: np.empty(m) for name in ("kappa", "df1", "df2", "test", "train", "bias", "variance")}
         iters = np.empty(m, dtype=np.int64)
         status = np.empty(m, dtype=np.int8)
-        _k.solve_grid(self.eigenvalues, self._beta2, self.residual_variance, nf, lf, grid, grid_su, grid_sv,
-                      int(max_iter), float(rtol), out["kappa"], out["df1"], out["df2"], out["test"],
-                      out["train"], out["bias"], out["variance"], iters, status)
+        _k.solve_grid(self.eigenvalues, self._beta2, self.residual_variance, self._sum_beta2, self._wmin,
+                      self._wmax, self._tr_rel, regime, nf, lf, grid, grid_off, grid_scale, grid_m,
+                      int(max_iter),
+                      float(rtol), out["kappa"], out["df1"], out["df2"], out["test"], out["train"],
+                      out["bias"], out["variance"], iters, status)
         _warn_status(status, nf, lf)
         return RidgeResult(
             n=n.copy(), lam=lam.copy(),
@@ -278,72 +328,142 @@ class GaussianCovariateModel:
         return self.ridge(n, lam).test_error
 
     # --------------------------------------------------------- optimal lambda
+    def _scan_range(self, n: float) -> tuple[float, float]:
+        """Default scan range of λ at one n: from far below every scale on which (E2) varies at
+        small λ (ω_min·|n − r|/n, ω_min·σ_res²/E[y²]) to far above ω_max and Tr Ω/n."""
+        if not self.rank:
+            return 1e-300, 1e300
+        # Below ω_min·|n − r|/n nothing varies (κ ∝ λ), except a dip of relative size σ_res²/E[y²]
+        # where the variance saved balances the bias added.
+        noise = self.residual_variance / self.y2 if self.residual_variance > 0 else 1.0
+        lo = 1e-6 * self._wmin * min(1.0, abs(n - self.rank) / n if n != self.rank else 1e-10, noise)
+        with np.errstate(over="ignore"):
+            hi = 1e4 * (self._wmax + self.trace / n)
+        return max(lo, 1e-300), min(max(hi, 10 * max(lo, 1e-300)), 1e300)
+
     def optimal_lambda(self, n, *, lam_min: float | None = None, lam_max: float | None = None,
                        coarse: int = 64, xtol: float = 1e-10) -> OptimalRidge:
         """The λ ≥ 0 minimising (E2) at each ``n``, and the minimal test error.
 
-        A coarse scan over log λ ∈ [lam_min, lam_max] (defaults 1e-12·ω_max and 1e4·ω_max + 1)
-        together with λ = 0 locates the best basin; bounded Brent refinement in log λ then
-        polishes it. Returns λ = 0 where the ridgeless error is not beaten.
+        A scan over log λ (``coarse`` points per 12 decades, at least ``coarse`` in all) plus the
+        ridgeless limit λ = 0 locates the best basin; a bracketed (bounded Brent) minimisation in
+        log λ around the best scan point then polishes it. Defaults: the scan starts at
+        10⁻⁶·ω_min·min(1, |n − r|/n, σ_res²/E[y²]) (scales adapted to the spectrum's smallest
+        eigenvalue and to the noise) and ends at 10⁴·(ω_max + TrΩ/n); while the best scan point
+        is an end of the scan and still better than λ = 0 (below) or improving (above), the scan
+        is extended by 12 decades (down to 10⁻³⁰⁰, up to 10³⁰⁰), so optima below any fixed floor
+        are found. ``lam_min``/``lam_max`` given fix the scan range (no extension). Returns
+        λ = 0 where the ridgeless error is not beaten; the returned error is always
+        ``self.ridge(n, lam).test_error`` at the returned λ.
         """
         n_arr = _as_finite_array(n, "n")
         if np.any(n_arr <= 0):
             raise ValueError(f"n must be > 0, got min(n) = {n_arr.min()}")
-        wmax = float(self.eigenvalues[-1]) if self.rank else 1.0
-        lam_min = 1e-12 * wmax if lam_min is None else float(lam_min)
-        lam_max = 1e4 * wmax + 1.0 if lam_max is None else float(lam_max)
-        if not (0 < lam_min < lam_max):
+        if lam_min is not None:
+            lam_min = _check_tol(lam_min, "lam_min")
+        if lam_max is not None:
+            lam_max = _check_tol(lam_max, "lam_max")
+        if lam_min is not None and lam_max is not None and not (0 < lam_min < lam_max):
             raise ValueError(f"need 0 < lam_min < lam_max, got lam_min={lam_min}, lam_max={lam_max}")
-        grid = np.concatenate([[0.0], np.geomspace(lam_min, lam_max, coarse)])
+        if isinstance(coarse, (bool, np.bool_)) or not isinstance(coarse, (int, np.integer)) or coarse < 4:
+            raise ValueError(f"coarse must be an integer >= 4, got {coarse!r}")
+        xtol = _check_tol(xtol, "xtol")
         flat = n_arr.ravel()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumericalWarning)
-            scan = self.ridge(flat[:, None], grid[None, :]).test_error
         best_lam = np.empty(flat.shape[0])
         best_err = np.empty(flat.shape[0])
-        logs = np.log(grid[1:])
-        for i, ni in enumerate(flat):
-            j = int(np.nanargmin(scan[i]))
-            if j == 0:
-                best_lam[i], best_err[i] = 0.0, scan[i, 0]
-                continue
-            # Bracket the coarse minimum by its neighbours in log λ (grid index j ≥ 1 is λ_j > 0).
-            jl, jh = max(j - 1, 1), min(j + 1, coarse)
-            lo, hi = logs[jl - 1], logs[jh - 1]
-            fun = lambda t, ni=ni: float(self.ridge(ni, math.exp(t)).test_error)
-            res = scipy.optimize.minimize_scalar(fun, bounds=(lo, hi), method="bounded",
-                                                 options={"xatol": xtol})
-            cand = [(scan[i, j], grid[j]), (float(res.fun), math.exp(res.x))]
-            err, lam_best = min(cand)
-            if scan[i, 0] <= err:
-                err, lam_best = scan[i, 0], 0.0
-            best_lam[i], best_err[i] = lam_best, err
+        per_decade = coarse / 12.0
+        # One shared scan for all n (the union of their default ranges), then per n: extension
+        # of the scan where the best point is an end, and the bracketed refinement.
+        ranges = [self._scan_range(float(ni)) for ni in flat] or [(1.0, 10.0)]
+        lo = lam_min if lam_min is not None else min(r[0] for r in ranges)
+        hi = lam_max if lam_max is not None else max(r[1] for r in ranges)
+        if lam_max is None and hi <= lo:
+            hi = 1e4 * lo
+        if lam_min is None and lo >= hi:
+            lo = 1e-12 * hi
+        npts = max(coarse, int(math.ceil(per_decade * (math.log10(hi) - math.log10(lo)))) + 1)
+        grid = np.geomspace(lo, hi, npts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumericalWarning)
+            scan = self.ridge(flat[:, None], np.concatenate([[0.0], grid])[None, :]).test_error
+            for i, ni in enumerate(flat):
+                best_lam[i], best_err[i] = self._optimal_one(
+                    float(ni), float(scan[i, 0]), grid, scan[i, 1:], lam_min is not None, lam_max is not None,
+                    per_decade, xtol)
         return OptimalRidge(n=n_arr.copy(), lam=best_lam.reshape(n_arr.shape),
                             test_error=best_err.reshape(n_arr.shape))
 
+    def _optimal_one(self, n, e0, grid, vals, fixed_lo, fixed_hi, per_decade, xtol):
+        def err(lams):
+            return self.ridge(n, lams).test_error
+
+        if not self.rank:
+            return 0.0, e0  # Ω = 0: E_gen = E[y²] for every λ
+        step = 12.0  # decades per extension
+        for _ in range(60):  # bounded: 60 × 12 decades covers the float range several times
+            j = int(np.argmin(np.where(np.isnan(vals), np.inf, vals)))
+            extended = False
+            if j == 0 and not fixed_lo and grid[0] > 1e-300 and vals[0] < e0 and (
+                    len(vals) < 2 or vals[0] < vals[1]):
+                new = np.geomspace(max(grid[0] * 10.0**-step, 1e-300), grid[0], int(per_decade * step) + 1)[:-1]
+                grid, vals = np.concatenate([new, grid]), np.concatenate([err(new), vals])
+                extended = True
+            elif j == len(grid) - 1 and not fixed_hi and grid[-1] < 1e300 and vals[-1] < vals[-2]:
+                new = np.geomspace(grid[-1], min(grid[-1] * 10.0**step, 1e300), int(per_decade * step) + 1)[1:]
+                grid, vals = np.concatenate([grid, new]), np.concatenate([vals, err(new)])
+                extended = True
+            if not extended:
+                break
+        finite = np.where(np.isnan(vals), np.inf, vals)
+        j = int(np.argmin(finite))
+        cands = [(e0, 0.0), (float(finite[j]), float(grid[j]))]
+        # Refine unless the ridgeless limit is clearly better than the whole basin (a grid cell
+        # of 12/coarse decades changes (E2) by far less than 10 %).
+        if np.isfinite(finite[j]) and not (finite[j] > 1.1 * e0):
+            jl, jh = max(j - 1, 0), min(j + 1, len(grid) - 1)
+            if jh > jl:
+                fun = lambda t: float(err(math.exp(t)))
+                res = scipy.optimize.minimize_scalar(fun, bounds=(math.log(grid[jl]), math.log(grid[jh])),
+                                                     method="bounded", options={"xatol": xtol})
+                cands.append((float(res.fun), math.exp(res.x)))  # res.fun is err(exp(res.x)) itself
+        cands = [c for c in cands if not math.isnan(c[0])]
+        if not cands:
+            return math.nan, math.nan
+        err_best, lam_best = min(cands, key=lambda c: (c[0], c[1]))
+        return lam_best, err_best
+
     # ------------------------------------------------------ mpmath reference
     def ridge_high_precision(self, n, lam, dps: int = 50) -> RidgeResult:
-        """The same equations (E1)–(E3) in mpmath at ``dps`` digits: the reference for tests.
+        """The same equations (E1)–(E3) in mpmath: the reference for tests.
 
         Uses the plain formulas (E1)–(E3) (no reformulation), Newton from the right end of
         the bracket (monotone for the convex g) with a bisection guard. Inputs are the same
-        double-precision spectrum and b̃ as the fast path; outputs are rounded to float64.
+        double-precision spectrum and b̃ as the fast path (exactly converted); outputs are
+        rounded to float64 (±inf beyond its range). The working precision is ``dps`` digits
+        plus the decimal dynamic range of the point (eigenvalues, n, λ, TrΩ/n), so that the
+        cancellations of the plain formulas (1 − df1/n, 1 − df2/n at λ ≪ κ, κ ≪ ω) cost none of
+        the ``dps`` digits; it is exact for subnormal eigenvalues, n or λ.
         """
         n, lam = _validate_grid(n, lam)
+        if isinstance(dps, (bool, np.bool_)) or not isinstance(dps, (int, np.integer)) or not 15 <= dps <= 10000:
+            raise ValueError(f"dps must be an integer in [15, 10000], got {dps!r}")
         shape = n.shape
         res = {k: np.empty(n.size) for k in ("test", "train", "kappa", "df1", "df2", "bias", "variance")}
         status = np.zeros(n.size, dtype=np.int8)
         iters = np.zeros(n.size, dtype=np.int64)
-        with mpmath.workdps(dps):
-            w = [mpmath.mpf(float(x)) for x in self.eigenvalues]
-            b2 = [mpmath.mpf(float(x)) ** 2 for x in self.b_eigen]
-            y2 = mpmath.mpf(self.y2)
-            sres = y2 - mpmath.fsum(bi / wi for bi, wi in zip(b2, w))
-            for idx, (ni, li) in enumerate(zip(n.ravel(), lam.ravel())):
+        scales = [float(x) for x in self.eigenvalues] + [self.trace if math.isfinite(self.trace) else 1e308]
+        for idx, (ni, li) in enumerate(zip(n.ravel(), lam.ravel())):
+            vals = [x for x in scales + [float(ni), float(li)] if x > 0]
+            spread = math.log10(max(vals)) - math.log10(min(vals)) + abs(math.log10(float(ni)))
+            with mpmath.workdps(int(dps + 2 * spread + 20)):
+                w = [mpmath.mpf(float(x)) for x in self.eigenvalues]
+                b2 = [mpmath.mpf(float(x)) ** 2 for x in self.b_eigen]
+                y2 = mpmath.mpf(self.y2)
+                sres = y2 - mpmath.fsum(bi / wi for bi, wi in zip(b2, w))
                 out = _mp_point(w, b2, y2, sres, mpmath.mpf(float(ni)), mpmath.mpf(float(li)), dps)
                 for key in res:
-                    res[key][idx] = float(out[key])
-                status[idx], iters[idx] = out["status"], out["iterations"]
+                    res[key][idx] = _mp_to_float(out[key])
+            status[idx], iters[idx] = out["status"], out["iterations"]
         return RidgeResult(
             n=n.copy(), lam=lam.copy(),
             test_error=res["test"].reshape(shape), train_error=res["train"].reshape(shape),
@@ -358,11 +478,19 @@ class GaussianCovariateModel:
                 f"residual_variance={self.residual_variance:.6g})")
 
 
+def _mp_to_float(x) -> float:
+    """An mpf rounded to float64: ±inf beyond its range (mpmath's float() gives inf already)."""
+    return float(x)
+
+
 def _mp_point(w, b2, y2, sres, n, lam, dps):
     r = len(w)
     zero = mpmath.mpf(0)
     if lam == 0 and n >= r:
         if n == r:
+            if sres == 0:
+                return dict(test=zero, train=zero, kappa=zero, df1=r, df2=r, bias=zero, variance=zero,
+                            status=_k.OK, iterations=0)
             return dict(test=mpmath.inf, train=zero, kappa=zero, df1=r, df2=r, bias=zero,
                         variance=mpmath.inf, status=_k.SINGULAR, iterations=0)
         return dict(test=sres * n / (n - r), train=sres * (n - r) / n, kappa=zero, df1=r, df2=r,
@@ -382,15 +510,18 @@ def _mp_point(w, b2, y2, sres, n, lam, dps):
     else:
         a, b = min(w) * (r - n) / n, trace / n
     x = b
-    tol = mpmath.mpf(10) ** (-(dps - 8))
+    tol = mpmath.mpf(10) ** (-(dps + 2))
     status, it = _k.NOT_CONVERGED, 0
-    for it in range(1, 2000):
+    for it in range(1, 20000):
         d1, d2 = df(x)
         g = x - x * d1 / n - lam
         if g > 0:
             b = x
         elif g < 0:
             a = x
+        else:
+            status = _k.OK
+            break
         dg = 1 - d2 / n
         x_new = x - g / dg if dg > 0 else (a + b) / 2
         if not (a <= x_new <= b):
@@ -425,13 +556,26 @@ def marchenko_pastur_ridge(n, p, lam, noise_variance, signal: float = 1.0) -> tu
     With γ = p/n: κ = [(γ + λ − 1) + √((1 − γ − λ)² + 4λ)]/2 and
     E_gen = (σ² + s κ²/(1+κ)²)/(1 − γ/(1+κ)²). At λ = 0 this gives κ = 0, E_gen = σ²/(1 − γ)
     for n > p and κ₀ = γ − 1, E_gen = (σ² + s(1 − 1/γ)²)/(1 − 1/γ) for n < p; n = p is +∞.
-    Returns (κ, E_gen) broadcast over n, p, lam.
+    Returns (κ, E_gen) broadcast over n, p, lam. NaN/inf anywhere, n ≤ 0, p ≤ 0, λ < 0, a negative
+    ``noise_variance`` or ``signal`` raise ValueError naming the argument.
     """
-    n, p, lam = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (n, p, lam)))
-    if np.any(n <= 0) or np.any(p <= 0):
-        raise ValueError("n and p must be > 0")
+    n, p, lam = (_as_finite_array(v, name) for v, name in ((n, "n"), (p, "p"), (lam, "lam")))
+    noise_variance = _as_finite_scalar(noise_variance, "noise_variance")
+    signal = _as_finite_scalar(signal, "signal")
+    if noise_variance < 0:
+        raise ValueError(f"noise_variance must be >= 0, got {noise_variance}")
+    if signal < 0:
+        raise ValueError(f"signal must be >= 0, got {signal}")
+    if np.any(n <= 0):
+        raise ValueError(f"n must be > 0, got min(n) = {n.min()}")
+    if np.any(p <= 0):
+        raise ValueError(f"p must be > 0, got min(p) = {p.min()}")
     if np.any(lam < 0):
-        raise ValueError("lam must be >= 0")
+        raise ValueError(f"lam must be >= 0, got min(lam) = {lam.min()}")
+    try:
+        n, p, lam = np.broadcast_arrays(n, p, lam)
+    except ValueError as exc:
+        raise ValueError(f"n {n.shape}, p {p.shape} and lam {lam.shape} do not broadcast") from exc
     gamma = p / n
     kappa = 0.5 * ((gamma + lam - 1) + np.sqrt((1 - gamma - lam) ** 2 + 4 * lam))
     with np.errstate(divide="ignore", invalid="ignore"):
