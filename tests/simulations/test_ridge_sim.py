@@ -306,6 +306,23 @@ def test_fresh_test_set_of_size_n_is_not_the_training_set():
     assert all(o["train_error"][0] <= 1e-20 and o["test_error"][0] > 1e-3 for o in out)
 
 
+@settings(max_examples=40, deadline=None)
+@given(w=spectra(max_size=8, max_condition=1e6), n=st.integers(1, 12), seed=st.integers(0, 2**31),
+       method=st.sampled_from(METHODS))
+def test_learning_curve_on_any_spectrum_respects_the_noise_floor(w, n, seed, method):
+    """Rank-0 and rank-deficient spectra included: finite errors, test error >= sigma_res^2,
+    training error <= E[y^2] (theta = 0 is a candidate of every ridge problem)."""
+    b = np.sqrt(w) * make_rng(seed).uniform(-1, 1, w.size)
+    pos = w > 0
+    s2 = 0.2
+    y2 = float(np.sum(b[pos] ** 2 / w[pos])) + s2
+    lc = learning_curve(w, b, y2, [n], [0.0, 0.1], 2, seed=seed, method=method)
+    assert np.all(np.isfinite(lc.test_error)) and np.all(np.isfinite(lc.train_error))
+    assert np.all(lc.test_error >= s2 * (1 - 1e-9))
+    if not pos.any():  # nothing to learn: theta = 0, test error E[y^2] exactly
+        np.testing.assert_allclose(lc.test_error, y2, rtol=1e-12)
+
+
 def test_gram_and_svd_learning_curves_agree():
     w, b, y2 = _model(10, 4)
     args = (w, b, y2, [5, 10, 20], [0.0, 1e-3, 1.0], 2)
