@@ -315,7 +315,15 @@ class MultiIndexTarget:
         ``"(h1 + h1**2 + h2 - h2**2)/2"``, ``"relu(h1)"``, ``"hermite_prob(3, h2)"``. Sympy
         functions and the registered activations of :mod:`asymptotics.functions` (by name:
         ``relu``, ``tanh``, ``he3``, …) are allowed, and the names of
-        :data:`asymptotics.functions.TARGETS` (``"T1"``, ``"T2"``, ``"T3"``).
+        :data:`asymptotics.functions.TARGETS` (``"T1"``, ``"T2"``, ``"T3"``). A string is read by
+        the whitelist parser :func:`asymptotics.functions.safe_expression` (numbers, ``h1 … hk``,
+        ``+ - * / **``, calls of :data:`~asymptotics.functions.SAFE_FUNCTIONS` and of registered
+        activations; never evaluated as Python) within its limits: at most
+        :data:`~asymptotics.functions.MAX_EXPRESSION_LENGTH` characters, indices and k at most
+        :data:`~asymptotics.functions.MAX_TARGET_DIRECTIONS`, exponents at most
+        :data:`~asymptotics.functions.MAX_EXPONENT`, Hermite orders at most
+        :data:`~asymptotics.functions.MAX_HERMITE_ORDER`; beyond them, or for an infinite
+        value (``"1/(h1 - h1)"``), a ValueError naming ``expr``.
     k : number of directions (default: the largest index in ``expr``); a larger k embeds the
         target in more directions (on which it does not depend).
 
@@ -601,6 +609,8 @@ def one_step_cosine(activation, target, alpha, eta_tilde, *, a_init: str = "pm1"
 
     The O(√(k/d)) random initial overlap is absent (it vanishes in the limit). α = 0 gives 0,
     α = ∞ the noiseless limit. ``alpha`` and ``eta_tilde`` broadcast (arrays in, array out).
+    ``target`` is a :class:`MultiIndexTarget` or what it accepts (a string goes through the
+    whitelist parser :func:`asymptotics.functions.safe_expression`, never Python's eval).
     """
     target, alpha_a, eta_a = _cosine_arguments(target, alpha, eta_tilde, a_init)
     const = activation_constants(activation)

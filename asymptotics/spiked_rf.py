@@ -102,6 +102,7 @@ increasing order, each warm-started at the previous solution. A point that reach
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -164,11 +165,12 @@ def _target(target) -> tuple[MultiIndexTarget, sympy.Expr]:
                 raise ValueError(f"target {target!r}: a single-index target depends on h1 only")
             return mt, mt.expr.xreplace({h1: z})
     else:
-        try:
-            expr = sympy.sympify(target)
-        except (sympy.SympifyError, TypeError):
-            raise ValueError(f"target must be a registered name or a sympy expression in one "
-                             f"variable, got {target!r}") from None
+        if not isinstance(target, (sympy.Basic, numbers.Real)) or isinstance(target, (bool, np.bool_)):
+            # nothing but sympy objects and numbers: sympy.sympify would run the text of other
+            # objects (a numpy string array, say) through Python's eval
+            raise ValueError(f"target must be a registered name, a string in h1, a sympy expression "
+                             f"in one variable or a MultiIndexTarget, got {type(target).__name__}")
+        expr = functions.safe_expression(target, "target")
         syms = expr.free_symbols
         if len(syms) > 1:
             raise ValueError(f"target {expr} depends on more than one variable")
@@ -194,7 +196,9 @@ class SpikedRFParameters:
 def spiked_parameters(activation, target, alpha0: float, eta_tilde: float) -> SpikedRFParameters:
     """(c, r, γ) of the equivalent spiked model: c = 1 + η̃² m* v'/α0, r = η̃ μ1 √(m*/α0 + μ1*²),
     γ = μ1*/√(m*/α0 + μ1*²); α0 = 0 gives (1, 0, 0) (no step). Scalars from
-    :func:`asymptotics.giant_step.activation_constants` and :class:`MultiIndexTarget`."""
+    :func:`asymptotics.giant_step.activation_constants` and :class:`MultiIndexTarget`. ``target``
+    as in :func:`one_step_ridge_error` (strings through the whitelist parser
+    :func:`asymptotics.functions.safe_expression`)."""
     alpha0, eta_tilde = float(alpha0), float(eta_tilde)
     if not (math.isfinite(alpha0) and alpha0 >= 0):
         raise ValueError(f"alpha0 must be finite and >= 0, got {alpha0}")
@@ -402,7 +406,8 @@ def one_step_ridge_error(activation, target, alpha0: float, eta_tilde: float, al
     activation : student σ, a name registered in :mod:`asymptotics.functions` (or Activation).
     target : single-index link σ*: a registered name (``"sin"`` is not built in; pass
         ``sympy.sin(z)`` or ``"sin(h1)"``), a sympy expression in one variable, a string in
-        ``h1``, or a :class:`MultiIndexTarget` with k = 1.
+        ``h1`` (parsed by the whitelist parser :func:`asymptotics.functions.safe_expression`,
+        never evaluated as Python), or a :class:`MultiIndexTarget` with k = 1.
     alpha0 : n0/d, samples of the gradient step (0: no step, plain random features).
     eta_tilde : η̃ = η/p.
     alpha : n/d of the readout batch (scalar or array; solved in increasing order, each point

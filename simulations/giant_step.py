@@ -211,7 +211,11 @@ def make_target(target, k: int | None = None) -> TargetFunction:
     in h1..hk, a numpy callable of the (m, k) array h (``k`` required), or a TargetFunction.
 
     For an expression, k defaults to the largest index used (``k`` may be larger: extra
-    directions the target ignores). ValueError naming ``target`` or ``k`` on bad input.
+    directions the target ignores). A string is read by the whitelist parser
+    :func:`asymptotics.functions.safe_expression` (via
+    :func:`asymptotics.functions.multi_index_target`; never evaluated as Python, with its limits
+    on length, exponents, Hermite orders and k <= ``MAX_TARGET_DIRECTIONS``). ValueError naming
+    ``target`` or ``k`` on bad input.
     """
     if isinstance(target, TargetFunction):
         if k is not None and int(k) != target.k:
@@ -864,9 +868,10 @@ def _thawed(value):
 class GiantStepSpec(ModelSpec):
     """One parameter point of Algorithm 1 (:func:`simulate`): its arguments and options by name.
 
-    ``target`` is a name of :data:`TARGETS` or an expression string in h1..hk, ``activation`` a
-    registered name, ``eta`` a number or a rule name, ``lam`` the project's λ (a number or a
-    tuple: a grid); arrays (``a_init``, ``w_init``, ``W_star``) are held as nested tuples.
+    ``target`` is a name of :data:`TARGETS` or an expression string in h1..hk (checked at
+    construction by the whitelist parser :func:`asymptotics.functions.safe_expression`: a task
+    read from a sweep file never runs code), ``activation`` a registered name, ``eta`` a number
+    or a rule name, ``lam`` the project's λ (a number or a tuple: a grid); arrays (``a_init``, ``w_init``, ``W_star``) are held as nested tuples.
     ``rows=True`` makes :func:`giant_step_task` also return the per-neuron overlaps. The fields
     after ``preprocess`` (except ``rows``) are the options of :func:`simulate`, with their
     defaults. Validated once, at construction (by the checks of :func:`simulate`).
