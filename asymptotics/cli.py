@@ -14,16 +14,7 @@ import math
 import os
 import sys
 
-from simulations.sweep import BACKENDS, SweepConfig, SweepError
-
-try:  # one-line errors of the sweep engine (release 16); absent in older engines
-    from simulations.sweep import CacheError, SchedulerError
-except ImportError:  # pragma: no cover - depends on the sweep engine's version
-    class CacheError(Exception):
-        pass
-
-    class SchedulerError(Exception):
-        pass
+from simulations.sweep import BACKENDS, CacheError, SchedulerError, SweepConfig, SweepError
 
 from . import experiments
 
@@ -148,14 +139,10 @@ def _main(argv) -> int:
         experiments.get(args.name)
     except KeyError as exc:
         return _error(exc.args[0])
-    settings = dict(backend=args.backend, workers=args.workers, cache=args.cache, scheduler=args.scheduler,
-                    seeds=1 if args.seeds is None else args.seeds, root_seed=args.seed)
-    if "connect_timeout" in SweepConfig.__dataclass_fields__:
-        settings["connect_timeout"] = args.connect_timeout
-    elif not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
-        return _error(f"--connect-timeout must be a positive number of seconds, got {args.connect_timeout!r}")
     try:  # the one validation of the sweep settings (SweepConfig), before any work
-        SweepConfig(**settings)
+        SweepConfig(backend=args.backend, workers=args.workers, cache=args.cache, scheduler=args.scheduler,
+                    seeds=1 if args.seeds is None else args.seeds, root_seed=args.seed,
+                    connect_timeout=args.connect_timeout)
     except (ValueError, TypeError) as exc:
         return _error(exc)
     try:

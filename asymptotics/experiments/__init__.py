@@ -199,12 +199,9 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
     n_seeds = exp.default_seeds["quick" if quick else "full"] if seeds is None else seeds
     if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
         raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
-    settings = dict(backend=backend, workers=workers, cache=cache, scheduler=scheduler, quiet=quiet,
-                    seeds=n_seeds, root_seed=seed)
-    if "connect_timeout" in SweepConfig.__dataclass_fields__:
-        settings["connect_timeout"] = connect_timeout
     try:
-        config = SweepConfig(**settings)
+        config = SweepConfig(backend=backend, workers=workers, cache=cache, scheduler=scheduler, quiet=quiet,
+                             seeds=n_seeds, root_seed=seed, connect_timeout=connect_timeout)
     except (ValueError, TypeError) as exc:  # the settings' own validation: a user error
         raise InputError(str(exc)) from None
     kwargs = _experiment_kwargs(exp, data, options)
