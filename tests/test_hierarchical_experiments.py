@@ -62,6 +62,11 @@ def test_dims_option_and_bad_options(tmp_path, capsys):
     assert meta["parameters"]["dims"] == [5]
     assert cli.main(["reproduce", "hierarchical-layerwise", "--quick", "--set", "dims=[1]", "--out", str(tmp_path)]) == 2
     assert "dims" in capsys.readouterr().err
+    for bad in ("dims=[8.7]", "dims=[true]", "dims=[100000]", "dims=8"):
+        assert cli.main(["reproduce", "hierarchical-layerwise", "--quick", "--set", bad, "--out", str(tmp_path)]) == 2
+        assert "dims must be" in capsys.readouterr().err
+    assert cli.main(["reproduce", "hierarchical-adam", "--quick", "--set", "max_steps=true", "--out", str(tmp_path)]) == 2
+    assert "max_steps" in capsys.readouterr().err
     assert cli.main(["reproduce", "ridge-isotropic", "--quick", "--set", "dims=[5]", "--out", str(tmp_path)]) == 2
     assert "no option" in capsys.readouterr().err
 

@@ -28,14 +28,15 @@ def _d3(d: int) -> int:
     return math.comb(d + 3, 3)
 
 
+MAX_DIM = 64  # d³ samples and d² cubic features: d = 64 is already beyond a day on one machine
+
+
 def _check_dims(dims) -> list[int]:
-    try:
-        dims = [int(x) for x in dims]
-    except (TypeError, ValueError):
-        raise InputError(f"dims must be a list of integers, got {dims!r}") from None
-    if not dims or any(x < 2 for x in dims):
-        raise InputError(f"dims must be a non-empty list of integers >= 2, got {dims!r}")
-    return dims
+    """dims: a non-empty list of integers 2 ≤ d ≤ MAX_DIM (no floats, no booleans)."""
+    if not isinstance(dims, (list, tuple)) or not dims or any(
+            isinstance(x, bool) or not isinstance(x, int) or not 2 <= x <= MAX_DIM for x in dims):
+        raise InputError(f"dims must be a non-empty list of integers from 2 to {MAX_DIM}, got {dims!r}")
+    return [int(x) for x in dims]
 
 
 _SPECS = {"layerwise": LayerwiseSpec, "adam": AdamSpec}
@@ -157,7 +158,7 @@ def _adam_sizes(quick: bool, dims) -> dict:
 def hierarchical_adam(quick: bool, sweep: Sweeper, dims=None, max_steps=None) -> ExperimentOutput:
     s = _adam_sizes(quick, None if dims is None else _check_dims(dims))
     if max_steps is not None:  # a cheaper cap than the default 20000 steps (reported in the parameters)
-        if not isinstance(max_steps, int) or max_steps < 1:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise InputError(f"max_steps must be a positive integer, got {max_steps!r}")
         s["max_steps"] = max_steps
 
