@@ -395,104 +395,87 @@ def _solve_scaled(w, beta2, r, n, lam, wmin, wmax, tr_rel, max_iter, rtol):
 
 
 # ---------------------------------------------------------------- whole grid
+@njit(cache=True)
+def _closed_point(r, n, lam, sigma_res2):
+    """λ = 0 with n ≥ rank (κ = 0 exactly), or rank 0: (κ, df1, df2, test, train, bias, variance, status)."""
+    if r == 0:
+        return lam, 0.0, 0.0, sigma_res2, sigma_res2, 0.0, 0.0, OK
+    # Ridgeless, under-parametrised (or at the peak): κ = 0 exactly.
+    train = sigma_res2 * ((n - r) / n)
+    if n > r:
+        return 0.0, float(r), float(r), sigma_res2 * (n / (n - r)), train, 0.0, sigma_res2 * (r / (n - r)), OK
+    if sigma_res2 == 0.0:
+        # Noiseless interpolation peak: bias and variance both vanish as λ → 0⁺.
+        return 0.0, float(r), float(r), 0.0, train, 0.0, 0.0, OK
+    return 0.0, float(r), float(r), np.inf, train, 0.0, np.inf, SINGULAR
+
+
+@njit(cache=True)
+def _large_point(w, r, n, lam, wmax, tr_rel, trace, sigma_res2, sum_beta2):
+    """κ ≥ 2^108 ω_max: u_i = ω_i/κ (1 + O(2^-108)), v_i = 1 − O(2^-108); same tuple as _closed_point."""
+    k_rel = lam / wmax + tr_rel / n  # κ/ω_max (may be inf)
+    # κ = λ + TrΩ/n, with TrΩ/n formed so that it overflows only if it exceeds the range.
+    if trace < _HUGE and trace > 1.0 / _HUGE:
+        t_n = trace / n
+    elif trace >= _HUGE:
+        t_n = wmax * (tr_rel / n)
+    else:
+        t_n = (wmax / n) * tr_rel
+    kap = lam + t_n
+    if lam == 0.0:
+        lk = 0.0
+    elif kap < np.inf:
+        lk = lam / kap
+    else:
+        # λ/κ = 1/(1 + TrΩ/(nλ)), the ratio formed in logarithms (κ beyond the range).
+        lx = math.log2(tr_rel) + math.log2(wmax) - math.log2(n) - math.log2(lam)
+        lk = 1.0 / (1.0 + 2.0**lx) if lx < 1000.0 else 0.0
+    q = 0.0
+    for i in range(r):
+        ui = (w[i] / wmax) / k_rel
+        q += ui * ui
+    test = sigma_res2 + sum_beta2
+    return kap, n * (1.0 - lk), q, test, lk * lk * test, sum_beta2, sigma_res2 * (q / n), OK
+
+
+@njit(cache=True)
+def _errors(n, lk, su2, suv, sb, sigma_res2):
+    """(test, train, bias, variance) from the sums of a solved point (cancellation-free forms)."""
+    denom = lk + suv / n
+    test = (sigma_res2 + sb) / denom
+    return test, lk * lk * test, sb / denom, sigma_res2 * (su2 / n) / denom
+
+
 @njit(cache=True, parallel=True)
 def solve_grid(w, beta2, sigma_res2, sum_beta2, wmin, wmax, tr_rel, regime, n_arr, lam_arr, grid,
                grid_off, grid_scale, grid_m, max_iter, rtol, kappa, df1, df2, test, train, bias, variance, iters,
                status):
-    """Solve every point (n_arr[k], lam_arr[k]) of a flattened grid in parallel."""
+    """Solve every point (n_arr[k], lam_arr[k]) of a flattened grid in parallel; a point whose
+    values are not all finite is flagged OUT_OF_RANGE (never a silent NaN)."""
     r = w.shape[0]
     trace = wmax * tr_rel
     for k in prange(n_arr.shape[0]):
         n = n_arr[k]
         lam = lam_arr[k]
         reg = regime[k]
-        iters[k] = 0
-        st = OK
+        it = 0
         if reg == REG_CLOSED:
-            if r == 0:
-                kappa[k] = lam
-                df1[k] = 0.0
-                df2[k] = 0.0
-                test[k] = sigma_res2
-                train[k] = sigma_res2
-                bias[k] = 0.0
-                variance[k] = 0.0
-            else:
-                # Ridgeless, under-parametrised (or at the peak): κ = 0 exactly.
-                kappa[k] = 0.0
-                df1[k] = r
-                df2[k] = r
-                train[k] = sigma_res2 * ((n - r) / n)
-                bias[k] = 0.0
-                if n > r:
-                    test[k] = sigma_res2 * (n / (n - r))
-                    variance[k] = sigma_res2 * (r / (n - r))
-                elif sigma_res2 == 0.0:
-                    # Noiseless interpolation peak: bias and variance both vanish as λ → 0⁺.
-                    test[k] = 0.0
-                    variance[k] = 0.0
-                else:
-                    test[k] = np.inf
-                    variance[k] = np.inf
-                    st = SINGULAR
+            kap, d1, d2, te, tr, bi, va, st = _closed_point(r, n, lam, sigma_res2)
         elif reg == REG_LARGE:
-            # κ ≥ 2^108 ω_max: u_i = ω_i/κ (1 + O(2^-108)), v_i = 1 − O(2^-108).
-            k_rel = lam / wmax + tr_rel / n  # κ/ω_max (may be inf)
-            # κ = λ + TrΩ/n, with TrΩ/n formed so that it overflows only if it exceeds the range.
-            if trace < _HUGE and trace > 1.0 / _HUGE:
-                t_n = trace / n
-            elif trace >= _HUGE:
-                t_n = wmax * (tr_rel / n)
-            else:
-                t_n = (wmax / n) * tr_rel
-            kap = lam + t_n
-            if lam == 0.0:
-                lk = 0.0
-            elif kap < np.inf:
-                lk = lam / kap
-            else:
-                # λ/κ = 1/(1 + TrΩ/(nλ)), the ratio formed in logarithms (κ beyond the range).
-                lx = math.log2(tr_rel) + math.log2(wmax) - math.log2(n) - math.log2(lam)
-                lk = 1.0 / (1.0 + 2.0**lx) if lx < 1000.0 else 0.0
-            q = 0.0
-            for i in range(r):
-                ui = (w[i] / wmax) / k_rel
-                q += ui * ui
-            kappa[k] = kap
-            df1[k] = n * (1.0 - lk)
-            df2[k] = q
-            test[k] = sigma_res2 + sum_beta2
-            train[k] = lk * lk * test[k]
-            bias[k] = sum_beta2
-            variance[k] = sigma_res2 * (q / n)
+            kap, d1, d2, te, tr, bi, va, st = _large_point(w, r, n, lam, wmax, tr_rel, trace, sigma_res2,
+                                                           sum_beta2)
         elif reg == REG_FAST:
-            x, su, su2, suv, sb, it, st = _solve_fast(
+            kap, d1, d2, suv, sb, it, st = _solve_fast(
                 w, beta2, r, n, lam, trace, grid, grid_off, grid_scale, grid_m, max_iter, rtol)
-            lk = lam / x
-            denom = lk + suv / n
-            kappa[k] = x
-            df1[k] = su
-            df2[k] = su2
-            test[k] = (sigma_res2 + sb) / denom
-            train[k] = lk * lk * test[k]
-            bias[k] = sb / denom
-            variance[k] = sigma_res2 * (su2 / n) / denom
-            iters[k] = it
+            te, tr, bi, va = _errors(n, lam / kap, d2, suv, sb, sigma_res2)
         else:
-            kp, e, lk, su, su2, suv, sb, it, st = _solve_scaled(
+            kp, e, lk, d1, d2, suv, sb, it, st = _solve_scaled(
                 w, beta2, r, n, lam, wmin, wmax, tr_rel, max_iter, rtol)
-            denom = lk + suv / n
-            kappa[k] = math.ldexp(kp, e)
-            df1[k] = su
-            df2[k] = su2
-            test[k] = (sigma_res2 + sb) / denom
-            train[k] = lk * lk * test[k]
-            bias[k] = sb / denom
-            variance[k] = sigma_res2 * (su2 / n) / denom
-            iters[k] = it
+            kap = math.ldexp(kp, e)
+            te, tr, bi, va = _errors(n, lk, d2, suv, sb, sigma_res2)
+        kappa[k], df1[k], df2[k], test[k], train[k], bias[k], variance[k], iters[k] = kap, d1, d2, te, tr, bi, va, it
         if st == OK:
-            vals = (kappa[k], df1[k], df2[k], test[k], train[k], bias[k], variance[k])
-            for val in vals:
+            for val in (kap, d1, d2, te, tr, bi, va):
                 if not math.isfinite(val):
                     st = OUT_OF_RANGE
         status[k] = st

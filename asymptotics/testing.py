@@ -349,6 +349,11 @@ def multi_index_targets(*, min_k: int = 1, max_k: int = 3, max_degree: int = 3, 
     min_k, max_k = _int(min_k, "min_k", 1), _int(max_k, "max_k", 1)
     if max_k < min_k:
         raise ValueError(f"max_k must be >= min_k, got {max_k} < {min_k}")
+    from . import functions
+
+    if max_k > functions.MAX_TARGET_DIRECTIONS:
+        raise ValueError(f"max_k must be <= {functions.MAX_TARGET_DIRECTIONS} "
+                         f"(asymptotics.functions.MAX_TARGET_DIRECTIONS), got {max_k}")
     max_degree = _int(max_degree, "max_degree", 0)
     max_terms = _int(max_terms, "max_terms", 0)
     poly = _polynomial_target(min_k, max_k, max_degree, max_terms)
