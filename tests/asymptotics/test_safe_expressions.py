@@ -320,9 +320,12 @@ PROJECT_TARGET_STRINGS = [
 
 def test_registered_activations_parse_to_the_same_expression():
     """str() of every registered activation (and its derivative) reads back to itself, exactly as
-    the old parser read it."""
+    the old parser read it. Only the public registry: other tests register internal forms
+    (names starting with "_") whose printed text sympy itself does not read back to the same tree."""
     checked = 0
     for name in F.names():
+        if name.startswith("_"):
+            continue
         act = F.get(name)
         for form in (act.expr, act.derivative_expr, act.numeric_expr, act.numeric_derivative_expr):
             text = str(form)
