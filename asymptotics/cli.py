@@ -17,6 +17,7 @@ import sys
 from simulations.sweep import BACKENDS, CacheError, SchedulerError, SweepConfig, SweepError
 
 from . import experiments
+from .verdict import Check
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,6 +167,9 @@ def _main(argv) -> int:
     if overall:
         print("agreement (theory vs simulation, z = deviation / standard error over seeds): "
               + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in overall.items()}))
+    for check in meta["agreement"].get("checks", []):
+        print("  " + Check(**{**check, "interval": None if check["interval"] is None
+                               else tuple(check["interval"])}).line())
     return 0
 
 

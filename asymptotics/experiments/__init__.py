@@ -38,6 +38,7 @@ from simulations.sweep import SweepConfig, SweepStats, run_sweep
 
 from ..compare import (Panel, SeedStack, Series, _csv_bytes, _figure_bytes, overlay, series_agreement, tidy_rows,
                        write_csv)
+from ..verdict import Check, checks_block, pointwise_from_series
 
 try:  # Windows has no fcntl: outputs are still replaced atomically, one file at a time, without the lock
     import fcntl
@@ -72,6 +73,7 @@ class ExperimentOutput:
     parameters: dict
     title: str = ""
     notes: dict = field(default_factory=dict)
+    checks: Sequence[Check] = ()  # the experiment's named verdicts (asymptotics.verdict)
 
 
 @dataclass
@@ -224,7 +226,7 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
         "wall_time_s": round(wall, 3),
         "sweep": {"backend": config.backend, "workers": config.workers, "cache": config.cache,
                   **sweeper.stats.as_dict()},
-        "agreement": series_agreement(result.series),
+        "agreement": agreement_block(result),
         "notes": result.notes,
         "files": [f"{name}.png", f"{name}.csv", f"{name}.json"],
         "sha256": {f"{name}.csv": hashlib.sha256(csv_data).hexdigest(),
@@ -501,6 +503,15 @@ def verify_outputs(out, name: str) -> list[str]:
             if sums.get(fname) != digest:
                 problems.append(f"{fname} does not match the SHA-256 recorded in {name}.json")
     return problems
+
+
+def agreement_block(result: ExperimentOutput) -> dict:
+    """NAME.json's agreement: point-wise z-scores per series and pooled ("series", "overall"), and
+    the named checks — the pooled point-wise check first, then the experiment's own — with
+    "passed" (all checks passed)."""
+    pointwise = pointwise_from_series(result.series)
+    checks = ([pointwise] if pointwise is not None else []) + list(result.checks)
+    return {**series_agreement(result.series), **checks_block(checks)}
 
 
 def _experiment_kwargs(exp: Experiment, data, options: dict | None) -> dict:
