@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["SeedStack", "Agreement", "agreement", "Panel", "Series", "tidy_rows", "write_csv", "overlay",
-           "series_agreement", "CSV_COLUMNS"]
+           "series_agreement", "CSV_COLUMNS", "error_bar_limits"]
 
 CSV_COLUMNS = ("panel", "series", "kind", "x", "y", "y_err", "n_seeds")
 
@@ -133,7 +133,14 @@ def agreement(theory, sim_mean, sim_std, n_seeds) -> tuple[Agreement, np.ndarray
 
 @dataclass(frozen=True)
 class Panel:
-    """One axes of a figure."""
+    """One axes of a figure.
+
+    :func:`overlay` draws each panel's legend outside its axes (to the right), never over data.
+    On a log y-axis, a simulated point whose error bar mean − std would reach 0 or below is drawn
+    with the geometric error bar [mean/f, mean·f], f = exp(std/mean) (the ± std bar of log y to
+    first order), so that every bar stays on the axis; points with mean ± std > 0 keep the
+    ordinary ± std bar.
+    """
 
     name: str
     xlabel: str
@@ -239,7 +246,7 @@ def _figure_bytes(fig, fmt: str = "png") -> bytes:
 
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format=fmt, dpi=110)
+        fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     return buf.getvalue()
@@ -255,9 +262,48 @@ def write_csv(rows: Sequence[dict], path) -> Path:
     return path
 
 
+def error_bar_limits(mean, std, yscale: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper ends of the error bars :func:`overlay` draws (std over seeds).
+
+    Linear axes: mean ∓ std. Log axes: mean ∓ std where mean − std > 0, else the geometric error
+    bar (mean/f, mean·f) with f = exp(std/mean), which stays > 0 (and, to first order in std/mean,
+    equals ± std). Points with mean ≤ 0 (not drawable on a log axis) get no bar (NaN ends).
+    """
+    mean, std = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(mean, std))
+    lo, hi = mean - std, mean + std
+    if yscale == "log":
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            f = np.exp(std / mean)
+            geo = lo <= 0
+            lo = np.where(geo, mean / f, lo)
+            hi = np.where(geo, mean * f, hi)
+            bad = ~(mean > 0) | ~np.isfinite(lo) | ~np.isfinite(hi)
+        lo, hi = np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+    return lo, hi
+
+
+def _no_tick_label_overlap(fig, ax) -> None:
+    """Thin out x tick labels that would overlap (log axes with many decades, long labels)."""
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+    last = None
+    for t in labels:
+        box = t.get_window_extent(renderer)
+        if last is not None and box.x0 < last.x1 + 2:
+            t.set_visible(False)
+        else:
+            last = box
+
+
 def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, title: str = "",
             ncols: int | None = None):
     """Theory lines with simulated points (error bars = std over seeds), one axes per panel.
+
+    Layout for publication: each panel's legend sits outside its axes, to the right (never over
+    data); panels with no series are not drawn (no empty axes); the figure uses constrained layout
+    and is saved with ``bbox_inches="tight"``, so nothing is clipped; overlapping x tick labels are
+    thinned out. On log y-axes, error bars that would reach 0 are geometric (see
+    :class:`Panel` and :func:`error_bar_limits`).
 
     With ``path`` the figure is written atomically (as :func:`write_csv`) and closed; the figure
     is returned either way."""
@@ -266,12 +312,20 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    used = {s.panel for s in series}
+    unknown = used - {p.name for p in panels}
+    if unknown:
+        raise KeyError(f"series on undeclared panels: {sorted(unknown)}")
+    panels = [p for p in panels if p.name in used] or list(panels[:1])
     ncols = ncols or min(len(panels), 3)
+    ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.0 * ncols, 7.0), 4.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.6 * ncols, 4.0 * nrows + (0.4 if title else 0.0)),
+                             squeeze=False, layout="constrained")
     by_name = {p.name: ax for p, ax in zip(panels, axes.ravel())}
+    yscale = {p.name: p.yscale for p in panels}
     for ax in axes.ravel()[len(panels):]:
-        ax.set_visible(False)
+        ax.remove()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     counters: dict[str, int] = {}
     for s in series:
@@ -285,7 +339,11 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
                     ls=s.style.get("ls", "-"), lw=s.style.get("lw", 1.6),
                     label=s.style.get("label", s.name))
         if s.sim_x is not None:
-            ax.errorbar(s.sim_x, s.sim_mean, yerr=s.sim_std, fmt=s.style.get("marker", "o"), ms=4,
+            mean = np.asarray(s.sim_mean, dtype=float)
+            std = np.zeros_like(mean) if s.sim_std is None else np.asarray(s.sim_std, dtype=float)
+            lo, hi = error_bar_limits(mean, std, yscale[s.panel])
+            yerr = np.nan_to_num(np.stack([mean - lo, hi - mean]), nan=0.0)
+            ax.errorbar(s.sim_x, mean, yerr=yerr, fmt=s.style.get("marker", "o"), ms=4,
                         color=colour, capsize=2, lw=1,
                         label=None if s.theory_x is not None else s.name)
     for p in panels:
@@ -298,10 +356,14 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
             ax.set_ylim(*p.ylim)
         ax.set_title(p.title or p.name, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                      frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.canvas.draw()
+    for ax in by_name.values():
+        _no_tick_label_overlap(fig, ax)
     if path is not None:  # atomic, as write_csv; the format is the file's extension (default png)
         path = Path(path)
         _write_atomic(path, _figure_bytes(fig, path.suffix.lstrip(".").lower() or "png"))
