@@ -45,9 +45,22 @@ def _lam_label(lam: float) -> str:
     return "λ = 0" if lam == 0 else f"λ = {lam:g}"
 
 
-def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:
+#: Relative offsets of the simulated points around the interpolation peak n = p (p: the width of the
+#: last layer): both sides, within ±10 %, not at p itself.
+PEAK_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
+
+
+def peak_ns(p: int) -> np.ndarray:
+    """n = p(1 ± 0.05), p(1 ± 0.1) rounded: the simulated points on both sides of the peak."""
+    return np.unique(np.round(p * (1 + np.array(PEAK_OFFSETS))).astype(int))
+
+
+def _sim_ns(p: int, lo: float, hi: float, count: int, peak: bool = True) -> np.ndarray:
+    """Log-spaced n off the ridgeless peak (no grid point within 5 % of p), plus :func:`peak_ns`
+    when the curves have a peak (``peak``; learning curves with λ = 0)."""
     ns = np.unique(np.round(np.geomspace(lo * p, hi * p, count)).astype(int))
-    return ns[np.abs(ns - p) > 0.05 * p]  # off the ridgeless peak, where seeds disagree wildly
+    ns = ns[np.abs(ns - p) > 0.05 * p]
+    return np.unique(np.concatenate([ns, peak_ns(p)])) if peak else ns
 
 
 def _ridge_specs(spec: dict, ns, lams_per_n, n_test: int) -> list[DeepFeaturesSpec]:
@@ -202,7 +215,7 @@ def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     spec = network_spec(s["d"], [s["p"]] * 2, ["tanh"] * 2)
     model = theory_model(spec)
     n_covs = [500, 1000, 2000, 4000, 8000, 16000, 32000] + ([] if quick else [64000, 128000])
-    ns_sim = _sim_ns(s["p"], 0.15, 5, s["count"])
+    ns_sim = _sim_ns(s["p"], 0.15, 5, s["count"], peak=False)  # λ = 0.01 only: no interpolation peak
     lam = 0.01
     series = curves(sweep, spec, "curves", ns_sim, [lam], s["n_test"], model)
     series[0].name = "linearised theory, λ = 0.01"
@@ -249,6 +262,7 @@ def deep_rainbow(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     n_theory = np.linspace(0.2 * d, 2 * d, 60) if quick else np.linspace(50, 1000, 50)
     ns_sim = np.unique(np.round(np.linspace(n_theory[0], n_theory[-1], 8 if quick else 10)).astype(int))
     ns_sim = ns_sim[np.abs(ns_sim - d) > 0.05 * d]
+    ns_sim = np.unique(np.concatenate([ns_sim, peak_ns(d)]))  # λ = λ_c/n ≈ 0: a peak at n = p = d
     n_cov = 20_000 if quick else 100_000
     n_test = 2000
     series = [_rainbow_series(sweep, d, gamma, lam_c, n_theory, ns_sim, n_cov, n_test) for gamma in gammas]

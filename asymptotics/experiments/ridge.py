@@ -37,9 +37,20 @@ def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict[str, 
     return {kind: SeedStack.of(res, kind, seed_axis=1) for kind in ("test_error", "train_error")}
 
 
+#: Relative offsets of the simulated points around the interpolation peak n = p (both sides, within
+#: ±10 %, never at p itself where ridgeless diverges).
+PEAK_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
+
+
+def peak_ns(p: int) -> np.ndarray:
+    """n = p(1 ± 0.05), p(1 ± 0.1) rounded: the simulated points on both sides of the peak."""
+    return np.unique(np.round(p * (1 + np.array(PEAK_OFFSETS))).astype(int))
+
+
 def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:
-    """Integer sample sizes, log-spaced, without n = p (where ridgeless diverges)."""
-    ns = np.unique(np.round(np.geomspace(lo * p, hi * p, count)).astype(int))
+    """Integer sample sizes, log-spaced, plus :func:`peak_ns`, without n = p (where ridgeless
+    diverges)."""
+    ns = np.unique(np.concatenate([np.round(np.geomspace(lo * p, hi * p, count)).astype(int), peak_ns(p)]))
     return ns[(ns != p) & (ns >= 2)]
 
 
