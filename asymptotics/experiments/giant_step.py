@@ -21,6 +21,7 @@ from simulations.giant_step import GiantStepSpec, giant_step_task
 from ..compare import Panel, Series
 from ..conventions import CONVENTIONS, lam_from_scaled_features
 from ..giant_step import MultiIndexTarget, one_step_cosine
+from ..verdict import bound_check, power_law_fit, sign_check, z_check
 from . import ExperimentOutput, InputError, Sweeper, register
 
 LAMBDA_CONVENTION = CONVENTIONS["scaled_features"]
@@ -293,3 +294,52 @@ def spiked_rf(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     return ExperimentOutput(panels, series, title="One giant step, exact asymptotics (spiked random features)",
                             parameters={**s, "p": p, "theory": "asymptotics.spiked_rf, Marchenko–Pastur spectrum",
                                         "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
+
+
+# ----------------------------------------------------------------------------- specialisation at n ~ d²
+#: The specialisation experiment's tolerances, fixed before any run: a one-sided 95 % margin.
+SPECIALISATION_MARGIN = 1.645
+
+
+@register("giant-step-specialisation", "One giant step with preprocessing at n = c·d²: T1 test error vs d "
+          "for three c, below the one-direction plateau 55/384 ≈ 0.1432 and falling with d (leap 2 at n ~ d²)",
+          quick_seeds=3, full_seeds=5)
+def specialisation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    """single_step.ipynb's setting (T1, ReLU, p = 2d, η = 10√(np), λ_P = 1, preprocessing, fresh
+    readout batch of n samples), float32, at n = c d² for c ∈ {0.5, 1, 2}.
+
+    Checks (tolerances fixed in advance): for every c, at the largest d the mean error is below the
+    plateau 55/384 by more than 1.645 standard errors over seeds (one-sided 95 %), and the error at
+    the largest d is below the one at the second largest by more than 1.645 standard errors of the
+    difference (independent seeds)."""
+    s = dict(ds=[64, 128, 256], cs=[0.5, 1.0, 2.0], n_test=10_000) if quick else \
+        dict(ds=[64, 128, 256, 512], cs=[0.5, 1.0, 2.0], n_test=50_000)
+    ds, cs = s["ds"], s["cs"]
+    plateau = _plateaus("T1")["plateau after 1 step (dim 1)"]
+    panel = "T1"
+    panels = [Panel(panel, "d", "test error", xscale="log", yscale="linear",
+                    title="T1, ReLU, p = 2d, η = 10√(np), λ_P = 1, preprocessed, n = c·d²")]
+    series, checks, notes = [], [], {"plateau after 1 step (dim 1)": plateau}
+    for j, c in enumerate(cs):
+        specs = [_spec(target="T1", activation="relu", d=d, p=2 * d, n=int(round(c * d * d)), steps=1,
+                       eta="notebook", eta_c=10.0, lam_paper=1.0, n_test=s["n_test"], a_init="gauss",
+                       preprocess=True, dtype="float32") for d in ds]
+        err = sweep.stack(giant_step_task, specs, "test_error")
+        mean, sem = err.mean, err.sem
+        series.append(Series(panel=panel, name=f"n = {c:g}·d²", sim_x=np.asarray(ds, dtype=float), sim_mean=mean,
+                             sim_std=err.std, n_seeds=err.n, style={"marker": "o", "color": f"C{j}"}))
+        checks.append(bound_check(f"n = {c:g} d², d = {ds[-1]}: below the one-direction plateau", float(mean[-1]),
+                                  float(sem[-1]), plateau, side="below", margin=SPECIALISATION_MARGIN,
+                                  prediction=f"below {plateau:.4f} (both directions learned)"))
+        diff, se_diff = float(mean[-1] - mean[-2]), float(math.hypot(sem[-1], sem[-2]))
+        checks.append(bound_check(f"n = {c:g} d²: error falls from d = {ds[-2]} to d = {ds[-1]}", diff, se_diff, 0.0,
+                                  side="below", margin=SPECIALISATION_MARGIN,
+                                  prediction="difference < 0"))
+        notes[f"n = {c:g} d²"] = {"d": list(ds), "mean": mean.tolist(), "se": sem.tolist()}
+    series += _hlines(panel, ds, {"plateau after 1 step (dim 1)": plateau})
+    return ExperimentOutput(panels, series, title="One giant step at n ∝ d²: specialisation to both directions of T1",
+                            parameters={**s, "p": "2d", "eta": "10 √(n p)", "lam_paper": 1.0, "preprocess": True,
+                                        "n_ridge": "n (fresh batch)", "dtype": "float32", "target": "T1",
+                                        "margin (standard errors)": SPECIALISATION_MARGIN,
+                                        "lambda_convention": LAMBDA_CONVENTION},
+                            notes=notes, checks=checks)
