@@ -20,6 +20,7 @@ from ..compare import Panel, SeedStack, Series
 from ..conventions import PROJECT_CONVENTION, lam_from_sum_loss
 from ..deep import linearized_covariances
 from ..ridge import GaussianCovariateModel
+from ..verdict import interval_check, power_law_fit, sign_check
 from . import ExperimentOutput, Sweeper, expected_numerics, register
 
 
@@ -151,39 +152,60 @@ def deep_rf_teachers(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 @register("deep-rf-finite-size", "Theory–simulation deviation at fixed n/p and λ as the widths grow; "
           "log-log slope", quick_seeds=16, full_seeds=32)
 def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    """Checks (tolerance fixed before the run): for each theory variant, the exponent of
+    |mean − theory|/theory ∝ p^a fitted by :func:`asymptotics.verdict.power_law_fit` (weights from
+    the standard error of the simulated mean, delta method) must be negative — its 95 % interval
+    lies entirely below 0 (:func:`~asymptotics.verdict.sign_check`)."""
     widths = [100, 200, 400, 800] if quick else [100, 200, 400, 800, 1600, 3200]
     lam, ratio = 0.01, 2.0
-    dev = {"per-neuron variances": [], "mean variance": []}
-    rel_se = []  # standard error of the simulated mean, relative to the theory
+    keys = {"per-neuron variances": True, "mean variance": False}
+    dev = {k: [] for k in keys}
+    rel_se = {k: [] for k in keys}  # standard error of the simulated mean, relative to each theory
     for p in widths:
         spec = network_spec(p // 2, [p, p], ["tanh", "tanh"])
         n = int(ratio * p)
         sim = simulated_test_errors(sweep, spec, [n], [lam], 4 * p)
-        for key, per in (("per-neuron variances", True), ("mean variance", False)):
+        for key, per in keys.items():
             t = float(theory_model(spec, per_neuron=per).ridge(float(n), lam).test_error)
             dev[key].append(abs(sim.mean[0, 0] - t) / t)
-        rel_se.append(sim.sem[0, 0] / t)  # relative to the last theory (mean variance)
+            rel_se[key].append(float(sim.sem[0, 0] / t))
     w = np.array(widths, dtype=float)
-    series, slopes = [], {}
-    for key, values in dev.items():
-        v = np.array(values)
-        slope = float(np.polyfit(np.log(w), np.log(v), 1)[0])
-        slopes[key] = slope
-        series.append(Series(panel="deviation", name=f"{key} (slope {slope:.2f})", sim_x=w, sim_mean=v,
-                             sim_std=np.array(rel_se), n_seeds=sweep.seeds))
+    series, slopes, fits, checks = [], {}, {}, []
+    for key in keys:
+        v, se = np.array(dev[key]), np.array(rel_se[key])
+        fit = power_law_fit(w, v, se)
+        slopes[key] = fit.exponent
+        fits[key] = {"exponent": fit.exponent, "se": fit.se, "interval": list(fit.interval),
+                     "prefactor": fit.prefactor}
+        label = f"{key}: slope {fit.exponent:.2f} [{fit.interval[0]:.2f}, {fit.interval[1]:.2f}]"
+        series.append(Series(panel="deviation", name=label, sim_x=w, sim_mean=v, sim_std=se,
+                             n_seeds=sweep.seeds, theory_x=w, theory_y=fit.prefactor * w ** fit.exponent,
+                             style={"ls": "--"}))
+        series.append(Series(panel="deviation/SE", name=key, sim_x=w, sim_mean=v / se, sim_std=np.zeros_like(v),
+                             n_seeds=sweep.seeds, theory_x=w, theory_y=fit.prefactor * w ** fit.exponent / se,
+                             style={"ls": "--", "label": f"{key} (fitted slope, over SE)"}))
+        checks.append(sign_check(f"{key}: deviation decays with p", fit.exponent, fit.se, fit.interval,
+                                 prediction="log-log slope of |mean − theory|/theory vs p < 0 "
+                                            "(95 % interval below 0)"))
     print("deep-rf-finite-size: log-log slope of |simulation − theory|/theory vs p: "
-          + ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
-    series.append(Series(panel="deviation", name="standard error of the simulated mean (relative)", theory_x=w,
-                         theory_y=np.array(rel_se), style={"ls": ":", "color": "0.4"}))
-    return ExperimentOutput([Panel("deviation", "p (width of both layers, d = p/2)", "|mean − theory| / theory",
-                                   title=f"n/p = {ratio:g}, λ = {lam:g}, 2-layer tanh")], series,
+          + ", ".join(f"{k}: {f['exponent']:.2f} [{f['interval'][0]:.2f}, {f['interval'][1]:.2f}]"
+                      for k, f in fits.items()))
+    series.append(Series(panel="deviation/SE", name="one standard error", theory_x=w, theory_y=np.ones_like(w),
+                         style={"ls": ":", "color": "0.4"}))
+    panels = [Panel("deviation", "p (width of both layers, d = p/2)", "|mean − theory| / theory",
+                    title=f"n/p = {ratio:g}, λ = {lam:g}, 2-layer tanh (± SE, fitted power law)"),
+              Panel("deviation/SE", "p (width of both layers, d = p/2)", "|mean − theory| / SE",
+                    title="deviation in standard errors of the simulated mean")]
+    return ExperimentOutput(panels, series,
                             parameters={"widths": widths, "lam": lam, "n_over_p": ratio, "d_over_p": 0.5,
-                                        "lambda_convention": LAMBDA_CONVENTION},
+                                        "lambda_convention": LAMBDA_CONVENTION,
+                                        "tolerance": "95 % interval of the fitted log-log slope below 0"},
                             title="Finite-size deviation of the deep random-features theory",
-                            notes={"loglog_slopes": slopes, "relative_deviation": dev,
+                            notes={"loglog_slopes": slopes, "power_law_fits": fits, "relative_deviation": dev,
                                    "relative_standard_error": rel_se,
                                    "caveat": "once the deviation reaches the standard error the slope "
-                                             "flattens: more seeds are needed at large p"})
+                                             "flattens: more seeds are needed at large p"},
+                            checks=checks)
 
 
 def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, lam) -> tuple[dict, list]:
@@ -211,6 +233,11 @@ def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, 
 @register("deep-rf-estimated", "Theory from Ω, Φ, Ψ estimated from samples vs the linearised theory: "
           "error of the estimate vs the number of samples", quick_seeds=3, full_seeds=5)
 def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    """Check (tolerance fixed before the run): the exponent of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F ∝ m^a in the
+    number m of samples, fitted by :func:`asymptotics.verdict.power_law_fit` (weights from the
+    standard error over seeds), has −1/2 (the Monte-Carlo rate) inside its 95 % interval
+    (:func:`~asymptotics.verdict.interval_check`). It fails once the error reaches the
+    linearisation's own floor (Ω̂ → E[φφᵀ] ≠ Ω_lin)."""
     s = _sizes(quick)
     spec = network_spec(s["d"], [s["p"]] * 2, ["tanh"] * 2)
     model = theory_model(spec)
@@ -221,16 +248,26 @@ def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     series[0].name = "linearised theory, λ = 0.01"
     stacks, dashed = _estimated_moment_errors(sweep, spec, model, n_covs, series[0].theory_x, lam)
     series += dashed
-    slope = float(np.polyfit(np.log(n_covs), np.log(stacks["‖Ω̂ − Ω_lin‖_F / ‖Ω_lin‖_F"].mean), 1)[0])
+    frob = stacks["‖Ω̂ − Ω_lin‖_F / ‖Ω_lin‖_F"]
+    fit = power_law_fit(n_covs, frob.mean, frob.sem)
+    slope = fit.exponent
+    check = interval_check("Frobenius error of Ω̂ decays as samples^-1/2", -0.5, fit.exponent, fit.se,
+                           fit.interval, prediction="log-log slope of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F vs samples: "
+                                                    "−1/2 inside the 95 % interval (Monte-Carlo rate)")
     for name, stack in stacks.items():
         series.append(Series(panel="estimate", name=name, sim_x=np.array(n_covs, float), sim_mean=stack.mean,
                              sim_std=stack.std, n_seeds=stack.n))
     panels = [Panel("curves", "n", "test error", title=f"2-layer tanh, p = {s['p']}"),
               Panel("estimate", "samples used for Ω̂, Φ̂, Ψ̂", "relative error",
-                    title=f"estimate vs linearisation (slope {slope:.2f})")]
+                    title=f"estimate vs linearisation (Frobenius slope {slope:.2f} "
+                          f"[{fit.interval[0]:.2f}, {fit.interval[1]:.2f}])")]
     return ExperimentOutput(panels, series, parameters={**s, "lam": lam, "n_covariance_samples": n_covs},
                             title="Deep random features from estimated covariances",
+                            checks=[check],
                             notes={"frobenius_slope": slope,
+                                   "frobenius_fit": {"exponent": fit.exponent, "se": fit.se,
+                                                     "interval": list(fit.interval),
+                                                     "tolerance": "−1/2 inside the 95 % interval"},
                                    "frobenius_floor_note": "Ω̂ → E[φφᵀ] ≠ Ω_lin exactly: the error flattens "
                                                            "at the linearisation error O(p^-1/2)"})
 
