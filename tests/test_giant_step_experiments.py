@@ -125,3 +125,23 @@ def test_specialisation_falls_below_the_one_direction_plateau(tmp_path):
     for key, v in meta["notes"].items():
         if key.startswith("n = "):
             assert v["d"][-1] == 256 and v["mean"][-1] < 55 / 384
+
+
+def test_orientation_checks_pass_and_the_ratio_fails_on_a_wrong_line(tmp_path):
+    """Every orientation check passes at quick size (T1, T3 and T2 at step 1 on the line, T2 at step 2
+    off it); the off-line ratio R is ≈ 1 for rows on the line plus isotropic noise and far above
+    its bound for a line rotated by 30°."""
+    from asymptotics.experiments.giant_step import ORIENTATION_R_MAX, _off_line_ratio
+
+    meta = experiments.run("giant-step-orientation", quick=True, out=tmp_path)
+    checks = meta["agreement"]["checks"]
+    assert len(checks) == 6 and all(c["passed"] for c in checks)
+    rng = np.random.default_rng(0)
+    d, p = 1024, 400
+    rows = rng.standard_normal((p, d)) / math.sqrt(d)
+    rows[:, :2] += np.outer(rng.choice([-1.0, 1.0], p) * 0.4, [1.0, 1.0] / np.sqrt(2))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    G = rows[:, :2]
+    assert _off_line_ratio(G, np.array([1.0, 1.0]), d) < 2.0 < ORIENTATION_R_MAX
+    rot = np.array([math.cos(math.pi / 12 + math.pi / 4), math.sin(math.pi / 12 + math.pi / 4)])
+    assert _off_line_ratio(G, rot, d) > 2 * ORIENTATION_R_MAX

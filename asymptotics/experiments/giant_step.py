@@ -21,7 +21,7 @@ from simulations.giant_step import GiantStepSpec, giant_step_task
 from ..compare import Panel, Series
 from ..conventions import CONVENTIONS, lam_from_scaled_features
 from ..giant_step import MultiIndexTarget, one_step_cosine
-from ..verdict import bound_check, power_law_fit, sign_check, z_check
+from ..verdict import Check, bound_check, power_law_fit, sign_check, z_check
 from . import ExperimentOutput, InputError, Sweeper, register
 
 LAMBDA_CONVENTION = CONVENTIONS["scaled_features"]
@@ -150,16 +150,39 @@ def _off_line(xy: np.ndarray, direction: np.ndarray) -> float:
     return float(np.mean(cross / np.maximum(np.linalg.norm(xy, axis=1), 1e-300)))
 
 
+#: Null of the off-line statistic R = mean_j d·perp_j²/(1 − cos_j²) (the squared component of the
+#: normalised gradient row j perpendicular to the predicted line, in units of the isotropic noise
+#: of one coordinate): the gradient's noise is μ1(ĉ − v*) (common to all rows) + b_j (per row),
+#: with variances μ1² E y²/α and Var σ′ E y²/α, equal for ReLU (¼ and ¼; docs/theory/giant_step.md
+#: §3), so R ≈ ½ + ½ χ²₁ (the per-row half averages out over p rows, the common half does not).
+#: Its 99 % quantile, fixed before any run:
+ORIENTATION_R_MAX = 0.5 + 0.5 * 6.634896601021214
+
+
+def _off_line_ratio(G: np.ndarray, direction: np.ndarray, d: int) -> float:
+    """R = mean_j d·perp_j²/(1 − cos_j²) for normalised gradient rows G (p, k) (:data:`ORIENTATION_R_MAX`)."""
+    u = direction / np.linalg.norm(direction)
+    perp = G[:, 0] * u[1] - G[:, 1] * u[0]
+    cos2 = np.sum(G ** 2, axis=1)
+    return float(np.mean(d * perp ** 2 / np.maximum(1.0 - cos2, 1e-12)))
+
+
+def _circle(panel: str, name: str, radius: float, style: dict) -> Series:
+    t = np.linspace(0.0, 2 * np.pi, 241)
+    return Series(panel=panel, name=name, theory_x=radius * np.cos(t), theory_y=radius * np.sin(t), style=style)
+
+
 @register("giant-step-orientation", "Multi-step orientation: gradient rows of tracked neurons projected on "
-          "(θ1, θ2) after steps 1 and 2; T2 leaves the one-step line (staircase), T3 stays (stuck)",
-          quick_seeds=1, full_seeds=1)
+          "(θ1, θ2) after steps 1 and 2, with the unit and noise circles; T2 leaves the one-step line "
+          "(staircase), T1 and T3 stay on it up to the finite-d noise", quick_seeds=1, full_seeds=1)
 def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     if sweep.seeds != 1:
         raise InputError("giant-step-orientation plots the neurons of one network: --seeds must be 1")
     s = dict(d=1024, p=256, n=1024) if quick else dict(d=4096, p=1024, n=4096)
     d, p = s["d"], s["p"]
     forced = 20
-    panels, series, notes = [], [], {}
+    noise_radius = math.sqrt(2.0 / d)
+    panels, series, notes, checks = [], [], {}, []
     for tname in ("T1", "T2", "T3"):
         target = MultiIndexTarget(tname)
         c1 = np.asarray(target.first_order(), dtype=float)
@@ -173,10 +196,13 @@ def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
         for step in (1, 2):
             panel = f"{tname}, step {step}"
             panels.append(Panel(panel, "cos(G_j, θ1)", "cos(G_j, θ2)", xscale="linear", yscale="linear",
-                                ylim=(-0.6, 0.6), title=f"{panel} (learned dim. {dims[step - 1]})"))
-            xs = np.linspace(-0.6, 0.6, 3)
+                                ylim=(-1.05, 1.05), title=f"{panel} (learned dim. {dims[step - 1]})"))
+            xs = np.linspace(-1.0, 1.0, 3)
             series.append(Series(panel=panel, name=f"theory line, slope {c1[1] / c1[0]:.3g}", theory_x=xs,
                                  theory_y=xs * c1[1] / c1[0], style={"color": "k", "lw": 1.0}))
+            series.append(_circle(panel, "unit circle", 1.0, {"color": "grey", "lw": 0.8}))
+            series.append(_circle(panel, f"noise circle √(2/d) = {noise_radius:.3f}", noise_radius,
+                                  {"color": "grey", "lw": 0.8, "ls": "--"}))
             for label, rows in (("a > 0", slice(0, forced)), ("a < 0", slice(forced, 2 * forced))):
                 xy = G[step - 1, rows, :2]
                 series.append(Series(panel=panel, name=label, sim_x=xy[:, 0], sim_mean=xy[:, 1],
@@ -184,10 +210,29 @@ def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                                      style={"marker": "o" if label == "a > 0" else "^"}))
                 notes[tname][f"step {step}, {label}: mean |sin| off the line"] = _off_line(xy, c1)
                 notes[tname][f"step {step}, {label}: mean (cos θ1, cos θ2)"] = xy.mean(axis=0).tolist()
-            notes[tname][f"step {step}: mean |sin| off the line (all neurons)"] = _off_line(G[step - 1, :, :2], c1)
+            rows_all = G[step - 1]
+            sin_all = _off_line(rows_all[:, :2], c1)
+            r_in = np.linalg.norm(rows_all[:, :2], axis=1)
+            noise_sin = float(np.mean(math.sqrt(2 / math.pi) * np.sqrt((1 - np.sum(rows_all ** 2, axis=1)) / d)
+                                      / np.maximum(r_in, 1e-300)))
+            ratio = _off_line_ratio(rows_all, c1, d)
+            notes[tname][f"step {step}: mean |sin| off the line (all neurons)"] = sin_all
+            notes[tname][f"step {step}: mean |sin| of isotropic finite-d noise alone"] = noise_sin
+            notes[tname][f"step {step}: off-line ratio R"] = ratio
+            leaves = tname == "T2" and step == 2
+            checks.append(Check(
+                f"{tname}, step {step}: gradient rows {'leave' if leaves else 'stay on'} the one-step line",
+                "above" if leaves else "below",
+                ("off the line: R = mean d·perp²/(1 − cos²) above " if leaves else
+                 "on the line up to finite-d noise: R = mean d·perp²/(1 − cos²) at most ")
+                + f"{ORIENTATION_R_MAX:.2f} (mean |sin| {sin_all:.3f}, noise alone {noise_sin:.3f})",
+                bool(ratio > ORIENTATION_R_MAX) if leaves else bool(ratio <= ORIENTATION_R_MAX),
+                predicted=ORIENTATION_R_MAX, measured=ratio,
+                tolerance="99 % quantile of ½ + ½χ²₁ (common + per-row gradient noise, ReLU)"))
     return ExperimentOutput(panels, series, title="Gradient rows in the target plane (ReLU, η = 2p, a = ±1/√p)",
                             parameters={**s, "steps": 2, "eta": "2p", "a_init": "pm1", "forced_signs": forced,
-                                        "activation": "relu"}, notes=notes)
+                                        "activation": "relu", "noise circle radius": noise_radius,
+                                        "off-line ratio bound": ORIENTATION_R_MAX}, notes=notes, checks=checks)
 
 
 # ----------------------------------------------------------------------------- single step + preprocessing
