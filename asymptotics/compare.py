@@ -283,16 +283,20 @@ def error_bar_limits(mean, std, yscale: str = "linear") -> tuple[np.ndarray, np.
 
 
 def _no_tick_label_overlap(fig, ax) -> None:
-    """Thin out x tick labels that would overlap (log axes with many decades, long labels)."""
+    """Hide tick labels that would overlap another (log axes with many decades, minor-tick labels
+    such as 3×10² next to 4×10², long labels): major labels first, then minor ones, in order."""
     renderer = fig.canvas.get_renderer()
-    labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
-    last = None
-    for t in labels:
-        box = t.get_window_extent(renderer)
-        if last is not None and box.x0 < last.x1 + 2:
-            t.set_visible(False)
-        else:
-            last = box
+    for axis in (ax.xaxis, ax.yaxis):
+        kept = []
+        for minor in (False, True):
+            for t in axis.get_ticklabels(minor=minor):
+                if not (t.get_visible() and t.get_text()):
+                    continue
+                box = t.get_window_extent(renderer).padded(2)
+                if any(box.overlaps(k) for k in kept):
+                    t.set_visible(False)
+                else:
+                    kept.append(box)
 
 
 def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, title: str = "",

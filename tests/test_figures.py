@@ -51,8 +51,10 @@ def assert_publishable(fig):
         for box in boxes:
             assert not lb.overlaps(box), f"legend of {ax.get_title()!r} overlaps an axes' data area"
     for ax in axes:
-        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
-            shown = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+        for labels in (ax.get_xticklabels(which="both"), ax.get_yticklabels(which="both")):
+            box = ax.get_window_extent(renderer).padded(1)
+            shown = [b for b in (t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text())
+                     if box.x0 <= (b.x0 + b.x1) / 2 <= box.x1 or box.y0 <= (b.y0 + b.y1) / 2 <= box.y1]
             for b1, b2 in itertools.combinations(shown, 2):
                 assert not b1.overlaps(b2), f"tick labels overlap in {ax.get_title()!r}"
 
@@ -105,6 +107,37 @@ def test_drawn_log_error_bars_never_go_below_zero():
         assert ends and all(np.all(e > 0) for e in ends)
         assert ax.get_ylim()[0] > 0
         assert_publishable(fig)
+    finally:
+        plt.close(fig)
+
+
+def _narrow_log_panels():
+    """Three narrow panels (long legend labels) over less than a decade of x: matplotlib labels
+    the minor ticks there (3×10² next to 4×10²)."""
+    w = np.array([100.0, 200.0, 400.0, 800.0])
+    label = "per-neuron variances: slope −0.89 [−2.54, 0.76], a long legend entry"
+    panels = [Panel(k, "p (width of both layers)", "deviation") for k in "abc"]
+    series = [Series(k, label, theory_x=w, theory_y=1 / w, sim_x=w, sim_mean=1 / w, sim_std=0.2 / w, n_seeds=4)
+              for k in "abc"]
+    return panels, series
+
+
+def test_minor_tick_labels_do_not_overlap():
+    fig = overlay(*_narrow_log_panels())
+    try:
+        assert_publishable(fig)
+    finally:
+        plt.close(fig)
+
+
+def test_the_check_detects_overlapping_tick_labels(monkeypatch):
+    import asymptotics.compare as compare
+
+    monkeypatch.setattr(compare, "_no_tick_label_overlap", lambda fig, ax: None)
+    fig = overlay(*_narrow_log_panels())
+    try:
+        with pytest.raises(AssertionError, match="tick labels overlap"):
+            assert_publishable(fig)
     finally:
         plt.close(fig)
 
