@@ -152,3 +152,14 @@ def test_real_quick_experiment_figure_is_publishable(tmp_path):
         assert_publishable(fig)
     finally:
         plt.close(fig)
+
+
+def test_ridge_learning_curves_have_simulated_points_on_both_sides_of_the_peak():
+    from asymptotics.experiments.ridge import _sim_ns, peak_ns
+
+    for p, lo, hi, count in ((200, 0.1, 10, 12), (200, 0.05, 20, 14), (1000, 0.1, 10, 16)):
+        ns = _sim_ns(p, lo, hi, count)
+        assert p not in ns
+        near = ns[np.abs(ns - p) <= 0.1 * p]
+        assert (near < p).sum() >= 2 and (near > p).sum() >= 2
+        assert set(peak_ns(p)) <= set(ns)

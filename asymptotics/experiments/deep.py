@@ -149,6 +149,23 @@ def deep_rf_teachers(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     return _panels_of_curves(sweep, s, cases, "Deep random features: teachers")
 
 
+def finite_size_check(key: str, widths, deviation, deviation_se):
+    """The fitted power law |mean − theory|/theory ∝ p^a (errors: the relative standard error of
+    the simulated mean) and the check that a < 0 (95 % interval entirely below 0)."""
+    fit = power_law_fit(widths, deviation, deviation_se)
+    return fit, sign_check(f"{key}: deviation decays with p", fit.exponent, fit.se, fit.interval,
+                           prediction="log-log slope of |mean − theory|/theory vs p < 0 (95 % interval below 0)")
+
+
+def estimate_rate_check(n_samples, error, error_se):
+    """The fitted power law ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F ∝ m^a (errors: standard error over seeds) and
+    the check that the Monte-Carlo rate −1/2 lies in its 95 % interval."""
+    fit = power_law_fit(n_samples, error, error_se)
+    return fit, interval_check("Frobenius error of Ω̂ decays as samples^-1/2", -0.5, fit.exponent, fit.se,
+                               fit.interval, prediction="log-log slope of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F vs samples: "
+                                                        "−1/2 inside the 95 % interval (Monte-Carlo rate)")
+
+
 @register("deep-rf-finite-size", "Theory–simulation deviation at fixed n/p and λ as the widths grow; "
           "log-log slope", quick_seeds=16, full_seeds=32)
 def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
@@ -173,7 +190,7 @@ def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     series, slopes, fits, checks = [], {}, {}, []
     for key in keys:
         v, se = np.array(dev[key]), np.array(rel_se[key])
-        fit = power_law_fit(w, v, se)
+        fit, check = finite_size_check(key, w, v, se)
         slopes[key] = fit.exponent
         fits[key] = {"exponent": fit.exponent, "se": fit.se, "interval": list(fit.interval),
                      "prefactor": fit.prefactor}
@@ -184,9 +201,7 @@ def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
         series.append(Series(panel="deviation/SE", name=key, sim_x=w, sim_mean=v / se, sim_std=np.zeros_like(v),
                              n_seeds=sweep.seeds, theory_x=w, theory_y=fit.prefactor * w ** fit.exponent / se,
                              style={"ls": "--", "label": f"{key} (fitted slope, over SE)"}))
-        checks.append(sign_check(f"{key}: deviation decays with p", fit.exponent, fit.se, fit.interval,
-                                 prediction="log-log slope of |mean − theory|/theory vs p < 0 "
-                                            "(95 % interval below 0)"))
+        checks.append(check)
     print("deep-rf-finite-size: log-log slope of |simulation − theory|/theory vs p: "
           + ", ".join(f"{k}: {f['exponent']:.2f} [{f['interval'][0]:.2f}, {f['interval'][1]:.2f}]"
                       for k, f in fits.items()))
@@ -249,11 +264,8 @@ def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     stacks, dashed = _estimated_moment_errors(sweep, spec, model, n_covs, series[0].theory_x, lam)
     series += dashed
     frob = stacks["‖Ω̂ − Ω_lin‖_F / ‖Ω_lin‖_F"]
-    fit = power_law_fit(n_covs, frob.mean, frob.sem)
+    fit, check = estimate_rate_check(n_covs, frob.mean, frob.sem)
     slope = fit.exponent
-    check = interval_check("Frobenius error of Ω̂ decays as samples^-1/2", -0.5, fit.exponent, fit.se,
-                           fit.interval, prediction="log-log slope of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F vs samples: "
-                                                    "−1/2 inside the 95 % interval (Monte-Carlo rate)")
     for name, stack in stacks.items():
         series.append(Series(panel="estimate", name=name, sim_x=np.array(n_covs, float), sim_mean=stack.mean,
                              sim_std=stack.std, n_seeds=stack.n))

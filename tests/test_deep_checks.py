@@ -1,0 +1,43 @@
+"""The verdicts of deep-rf-finite-size and deep-rf-estimated (issue 14): each passes on data made
+with the predicted law and fails on data made with a wrong one."""
+import numpy as np
+
+from asymptotics.experiments.deep import estimate_rate_check, finite_size_check, peak_ns, _sim_ns
+
+
+def _noisy_power_law(x, exponent, rel_se, seed):
+    rng = np.random.default_rng(seed)
+    y = 0.3 * np.asarray(x, float) ** exponent
+    return y * (1 + rel_se * rng.standard_normal(len(y))), rel_se * y
+
+
+def test_finite_size_check_passes_on_a_decaying_deviation_and_fails_on_a_flat_or_growing_one():
+    w = np.array([100, 200, 400, 800, 1600, 3200], float)
+    for seed in range(5):
+        y, se = _noisy_power_law(w, -1.0, 0.1, seed)
+        fit, check = finite_size_check("per-neuron", w, y, se)
+        assert check.passed and fit.interval[1] < 0 and check.kind == "sign"
+        for wrong in (0.0, 0.5):  # no decay, or a deviation growing with p
+            y, se = _noisy_power_law(w, wrong, 0.1, seed)
+            assert not finite_size_check("per-neuron", w, y, se)[1].passed
+
+
+def test_estimate_rate_check_passes_at_the_monte_carlo_rate_and_fails_on_other_exponents():
+    m = np.array([500, 1000, 2000, 4000, 8000, 16000, 32000], float)
+    for seed in range(5):
+        y, se = _noisy_power_law(m, -0.5, 0.02, seed)
+        fit, check = estimate_rate_check(m, y, se)
+        assert check.passed and fit.interval[0] <= -0.5 <= fit.interval[1]
+        for wrong in (-1.0, -0.25, 2.0):  # a different rate, or an exponent-2 law
+            y, se = _noisy_power_law(m, wrong, 0.02, seed)
+            assert not estimate_rate_check(m, y, se)[1].passed
+
+
+def test_learning_curves_have_simulated_points_on_both_sides_of_the_peak():
+    for p in (150, 200, 800):
+        ns = _sim_ns(p, 0.15, 5, 8)
+        assert p not in ns
+        near = ns[np.abs(ns - p) <= 0.1 * p]
+        assert (near < p).sum() >= 2 and (near > p).sum() >= 2
+        assert set(peak_ns(p)) <= set(ns)
+    assert not (np.abs(_sim_ns(200, 0.15, 5, 8, peak=False) - 200) <= 0.05 * 200).any()
