@@ -310,3 +310,47 @@ def test_simulations_imports_only_the_shared_base_from_asymptotics():
         if isinstance(node, ast.Import):
             assert all(a.name.split(".", 1)[0] != "asymptotics" or a.name.split(".", 1)[-1] in base
                        for a in node.names)
+
+
+def _zero_predictor_losses(d, seeds, n_test):
+    """Per seed (own test set): the plain Monte-Carlo loss mean(h²) of the zero predictor f = 0
+    (true loss E h² = 1) and the evaluated metrics of f = a p (a = E[hp]/E[p²], exact loss known)."""
+    from asymptotics.hierarchical import p_moments
+
+    m = p_moments(d, 4)
+    C = S.normalising_constant(d)
+    a = C * float(m[4]) / float(m[2])
+    truth = 1.0 - C * C * float(m[4]) ** 2 / float(m[2])
+    plain, dec, zero = [], [], []
+    for s in range(seeds):
+        _, h, p = S.make_problem(d, s).batch("test", n_test)
+        plain.append(float(np.mean(h * h)))
+        dec.append(S._metrics(a * p - h, p, p, h, d).test_loss_dec)
+        zero.append(S._metrics(-h, p, p, h, d))
+    return np.array(plain), np.array(dec), zero, truth
+
+
+@pytest.mark.parametrize("d", [8, 16])
+def test_decomposed_loss_is_honest_and_the_median_of_monte_carlo_losses_is_biased_low(d):
+    """The loss estimator of the experiments (1 + mean(f² − 2hf) per seed, mean over seeds ± SE over
+    seeds) contains the true loss; the median over seeds of plain Monte-Carlo losses does not.
+
+    Zero predictor: the decomposed loss is exactly 1 (SE 0); the plain mean over seeds ± its SE over
+    seeds also contains 1 (honest, only noisier). f = a p: the exact loss 1 − E[hp]²/E[p²] lies
+    within 3 SE of the seed mean. The wrong estimator — the median over 200 seeds of plain
+    Monte-Carlo means of (h − f)² with f = 0, with its seeded bootstrap SE — is ≈ 0.56 (d = 8) and
+    ≈ 0.66 (d = 16), more than 3 SE below 1: the heavy tail (E h⁴ ≈ 2·10⁴ at d = 16) makes
+    most test sets miss the rare large values of h², so the typical MC mean is below its expectation."""
+    from asymptotics.hierarchical_measure import seed_mean
+
+    seeds, n_test = 200, 1 << 12
+    plain, dec, zero, truth = _zero_predictor_losses(d, seeds, n_test)
+    assert all(z.test_loss_dec == pytest.approx(1.0, abs=1e-12) and z.test_loss_dec_se < 1e-10 for z in zero)
+    m, se = seed_mean(plain[:, None])
+    assert abs(m[0] - 1.0) < 3 * se[0]                          # the mean over seeds: honest
+    m, se = seed_mean(dec[:, None])
+    assert abs(m[0] - truth) < 3 * se[0] and se[0] < 0.02       # the decomposed loss: honest and tight
+    rng = np.random.default_rng(0)
+    med = float(np.median(plain))
+    med_se = float(np.median(plain[rng.integers(0, seeds, (1000, seeds))], axis=1).std(ddof=1))
+    assert 1.0 - med > 3 * med_se, (med, med_se)                # the median: biased low, fails
