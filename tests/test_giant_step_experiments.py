@@ -145,3 +145,26 @@ def test_orientation_checks_pass_and_the_ratio_fails_on_a_wrong_line(tmp_path):
     assert _off_line_ratio(G, np.array([1.0, 1.0]), d) < 2.0 < ORIENTATION_R_MAX
     rot = np.array([math.cos(math.pi / 12 + math.pi / 4), math.sin(math.pi / 12 + math.pi / 4)])
     assert _off_line_ratio(G, rot, d) > 2 * ORIENTATION_R_MAX
+
+
+def test_stairway_gap_to_the_plateau_decays_and_a_shifted_plateau_fails(stairway):
+    """At n = d^1.5, d = 32 … 128: the gap to the plateau after T steps decays with d (fitted
+    exponent's 95 % interval below 0) for T1 (T = 1, 2) and T2 (T = 2). Against a plateau shifted up
+    by 0.1 the gap is negative at d = 128 (the check fails); errors that do not approach (the
+    measured gap at d = 32 at every d) give an exponent whose interval contains 0. (A plateau shifted
+    down is not caught: a decreasing error gives a negative exponent against any lower level.)
+    T2 at T = 1 falls below its one-step plateau 1 at n = d^1.5 (the check fails: reported, not hidden)."""
+    from asymptotics.verdict import power_law_fit, sign_check
+
+    _, meta = stairway
+    checks = {c["name"]: c for c in meta["agreement"]["checks"]}
+    for name in ("T1, T = 1 (plateau 0.1432)", "T1, T = 2 (plateau 0.1432)", "T2, T = 2 (plateau 0)"):
+        assert checks[f"{name}: gap decays with d"]["passed"]
+    assert not checks["T2, T = 1 (plateau 1): gap decays with d"]["passed"]
+    for name, rec in meta["notes"]["approach to the plateaus"].items():
+        if name.startswith("T1"):
+            assert min(np.array(rec["gap"]) - 0.1) < 0
+    rec = meta["notes"]["approach to the plateaus"]["T2, T = 2 (plateau 0)"]
+    flat = np.full(len(rec["d"]), rec["gap"][0]) + np.array([1, -1, 1, -1, 1]) * np.array(rec["se"])
+    fit = power_law_fit(rec["d"], flat, rec["se"])
+    assert not sign_check("flat", fit.exponent, fit.se, fit.interval).passed

@@ -88,13 +88,63 @@ def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
             "error at largest n": {("RF" if T == 0 else f"T={T}"): float(mean[i, -1]) for i, T in enumerate(s["steps"])},
             "best T at largest n": int(s["steps"][int(np.argmin(mean[:, -1]))]),
         }
+    checks = _stairway_convergence(quick, sweep, panels, series, notes)
     return ExperimentOutput(panels, series, title="Giant steps: the staircase (ReLU, η = p√(n/d), λ_P = 1)",
                             parameters={**{k: v for k, v in s.items() if k != "kappas"}, "ns": ns.tolist(),
                                         "kappas": kap.tolist(), "activation": "relu", "a_init": "gauss",
                                         "eta_rule": "sqrt (η = p √(n/d)); the paper's value is not recoverable "
                                                     "(docs/theory/giant_step.md)",
-                                        "lam_paper": 1.0, "lambda_convention": LAMBDA_CONVENTION},
-                            notes=notes)
+                                        "lam_paper": 1.0, "lambda_convention": LAMBDA_CONVENTION,
+                                        "convergence": STAIRWAY_CONVERGENCE["quick" if quick else "full"]},
+                            notes=notes, checks=checks)
+
+
+#: The stairway's approach to the plateaus: n = d^κ at one κ between 1 and 2 (n/d → ∞, so the
+#: error after T steps tends to the plateau of the subspace learned in T steps), p = 2d, d on a grid.
+STAIRWAY_CONVERGENCE = {"quick": dict(ds=[32, 45, 64, 90, 128], kappa=1.5, steps=[1, 2], n_test=10_000),
+                        "full": dict(ds=[64, 91, 128, 181, 256, 362, 512], kappa=1.5, steps=[1, 2], n_test=50_000)}
+
+
+def _stairway_convergence(quick: bool, sweep: Sweeper, panels: list, series: list, notes: dict) -> list:
+    """Per (target, T): the gap (error − plateau after T steps) at n = d^κ for several d, its
+    power-law exponent in d (95 % interval) and the check that the exponent is negative."""
+    c = STAIRWAY_CONVERGENCE["quick" if quick else "full"]
+    ds = np.asarray(c["ds"], dtype=float)
+    panel = f"gap to the plateau at n = d^{c['kappa']:g}"
+    panels.append(Panel(panel, "d", "test error − plateau", xscale="log", yscale="log",
+                        title=f"approach to the plateaus, ReLU, p = 2d, n = d^{c['kappa']:g}"))
+    checks = []
+    for name in ("T1", "T2"):
+        t = MultiIndexTarget(name)
+        stair = t.staircase(max(c["steps"]), tol=0.02)
+        specs = [_spec(target=name, activation="relu", d=int(d), p=2 * int(d), n=int(round(d ** c["kappa"])),
+                       steps=T, eta="sqrt", eta_c=1.0, lam_paper=1.0, n_test=c["n_test"], a_init="gauss")
+                 for T in c["steps"] for d in ds]
+        err = sweep.stack(giant_step_task, specs, "test_error")
+        mean, sem = (a.reshape(len(c["steps"]), len(ds)) for a in (err.mean, err.sem))
+        for i, T in enumerate(c["steps"]):
+            plateau = float(t.plateau_error(stair[T - 1]))
+            plateau = 0.0 if abs(plateau) < 1e-12 else plateau
+            gap = mean[i] - plateau
+            label = f"{name}, T = {T} (plateau {plateau:.4g})"
+            rec = {"d": ds.tolist(), "n": [int(round(d ** c["kappa"])) for d in ds], "plateau": plateau,
+                   "gap": gap.tolist(), "se": sem[i].tolist()}
+            if np.all(gap > 0):
+                fit = power_law_fit(ds, gap, sem[i])
+                rec.update(exponent=fit.exponent, exponent_se=fit.se, interval=list(fit.interval))
+                checks.append(sign_check(f"{label}: gap decays with d", fit.exponent, fit.se, fit.interval,
+                                         negative=True, prediction="exponent of the gap in d < 0"))
+                series.append(Series(panel=panel, name=label, sim_x=ds, sim_mean=gap, sim_std=sem[i] * math.sqrt(err.n),
+                                     n_seeds=err.n, style={"marker": "o", "color": f"C{len(checks) - 1}"}))
+                series.append(Series(panel=panel, name=f"fit ∝ d^{fit.exponent:.2f}", theory_x=ds,
+                                     theory_y=fit.prefactor * ds ** fit.exponent,
+                                     style={"ls": "--", "lw": 1.0, "color": f"C{len(checks) - 1}"}))
+            else:  # the error is at or below the plateau somewhere: no power law to fit
+                checks.append(Check(f"{label}: gap decays with d", "sign", "exponent of the gap in d < 0", False,
+                                    predicted=0.0, measured=float(np.min(gap)),
+                                    tolerance="needs a positive gap at every d (measured: the minimum gap)"))
+            notes.setdefault("approach to the plateaus", {})[label] = rec
+    return checks
 
 
 # ----------------------------------------------------------------------------- one-step cosine
