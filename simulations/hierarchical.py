@@ -43,7 +43,9 @@ Gradients (per row block, e = (f − y)/n, A = 1[g aᵀ + b > 0], R = ReLU(g a�
 
 Metrics (every result, on ``n_test`` fresh points, default 2^17; one test set per seed, shared
 by all n): test loss mean (h − f)^2 with its Monte-Carlo standard error std((h − f)^2)/√N, the
-control-variate estimate mean(r²) − β(mean(h²) − 1) using E h^2 = 1, the median squared error,
+control-variate estimate mean(r²) − β(mean(h²) − 1) using E h^2 = 1, the decomposed estimate
+1 + mean(f² − 2hf) (E h² = 1 exact, only the light-tailed remainder by Monte Carlo) with its
+standard error, the median squared error,
 the bulk loss (points with |p̄| ≤ 3, p̄ = p/√(6d)), corr(g, p) (Pearson, signed, and its absolute
 value); layer-wise also the stage-1-only loss (predictor ĝ), Adam also the training-set
 correlation and loss.

@@ -56,6 +56,12 @@ def test_layerwise_d3_law_is_measured_and_3_lies_in_the_interval(layerwise):
         assert lo <= notes[f"d = {d}"]["n* (crossing)"] <= hi
     check = _checks(layerwise)["n* ∝ d^3 (layerwise)"]
     assert check["kind"] == "interval" and check["passed"], check
+    for d in (4, 5, 6, 8):  # the threshold is drawn per d, at that d's own n*/d³
+        xs = {float(r["x"]) for r in layerwise["rows"] if r["panel"] == "corr vs n/d³"
+              and r["series"].startswith(f"d = {d}: n*/d³")}
+        assert len(xs) == 1 and xs.pop() == pytest.approx(notes[f"d = {d}"]["n* (crossing)"] / d ** 3, rel=1e-6)
+    fit_rows = [r for r in layerwise["rows"] if r["panel"] == "n* vs d"]
+    assert {r["series"] for r in fit_rows} >= {"d³ reference", "n*(d), crossing of 0.5"}
     assert notes["fitted exponent of n*(d)"]["dimensions"] == 4
 
 
