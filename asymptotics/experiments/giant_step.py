@@ -286,6 +286,9 @@ def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 
 
 # ----------------------------------------------------------------------------- single step + preprocessing
+#: The bound checks' margin below the one-direction plateau, fixed before any run: one-sided 95 %.
+SPECIALISATION_MARGIN = 1.645
+
 #: Reference simulations by an independent numpy implementation of the paper's notebook setting
 #: (d = 64, p = 128, λ_P = 1, η = 10√(np), fresh readout batch, n_test = 2·10⁴, 10 seeds):
 #: {case: {n: (mean, std)}}.
@@ -314,7 +317,7 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     panel = "T1"
     panels = [Panel(panel, "κ = log n / log d", "test error", xscale="linear", yscale="linear", ylim=(0, 0.8),
                     title=f"T1, ReLU, d = {d}, p = {p}, η = 10√(np), λ_P = 1")]
-    series, means, checks = [], {}, {}
+    series, means, checks, verdicts, sems = [], {}, {}, [], {}
     for name, extra in cases.items():
         err = sweep.stack(giant_step_task, [_spec(**common, n=int(n), **extra) for n in ns], "test_error")
         mean, std = err.mean, err.std
@@ -324,6 +327,9 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
             i = int(np.searchsorted(ns, n))
             se = math.hypot(err.sem[i], ref_std / math.sqrt(10))
             checks[f"{name}, n = {n}"] = {"ours": float(mean[i]), "reference": ref, "z": float((mean[i] - ref) / se)}
+            verdicts.append(z_check(f"{name}, n = {n}: reference run", ref, float(mean[i]), se,
+                                    prediction=f"the independent implementation's {ref:.4f} (10 seeds)"))
+        sems[name] = err.sem
     if checks:
         pts = [(k.split(", n = ")[0], int(k.split(", n = ")[1]), v) for k, v in checks.items()]
         series.append(Series(panel=panel, name="reference runs (10 seeds)",
@@ -339,11 +345,17 @@ def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
              "below the v*-only plateau at n = d²": bool(prep[-1] < levels["plateau after 1 step (dim 1)"]),
              "preprocessing helps at the largest n": bool(prep[-1] < means["one step"][-1]),
              "reference checks (z with both standard errors)": checks}
+    plateau = levels["plateau after 1 step (dim 1)"]
+    verdicts.append(bound_check(f"preprocessed, n = {ns[-1]} = d^{kap[-1]:.2f}: below the one-direction plateau",
+                                float(prep[-1]), float(sems["one step, preprocessed"][-1]), plateau, side="below",
+                                margin=SPECIALISATION_MARGIN,
+                                prediction=f"the paper's claim: below {plateau:.4f} at n ~ d² "
+                                           "(at d = 64 a finite-size question: giant-step-specialisation)"))
     return ExperimentOutput(panels, series, title="One giant step with preprocessing (clean mode: fresh readout "
                             "batch, train-only linear part)",
                             parameters={**s, "ns": ns.tolist(), "kappas": kap.tolist(), "eta": "10 √(n p)",
                                         "lam_paper": 1.0, "reuse_batch": False,
-                                        "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
+                                        "lambda_convention": LAMBDA_CONVENTION}, notes=notes, checks=verdicts)
 
 
 #: Old name of :data:`REFERENCE_D64`.
@@ -392,10 +404,6 @@ def spiked_rf(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 
 
 # ----------------------------------------------------------------------------- specialisation at n ~ d²
-#: The specialisation experiment's tolerances, fixed before any run: a one-sided 95 % margin.
-SPECIALISATION_MARGIN = 1.645
-
-
 @register("giant-step-specialisation", "One giant step with preprocessing at n = c·d²: T1 test error vs d "
           "for three c, below the one-direction plateau 55/384 ≈ 0.1432 and falling with d (leap 2 at n ~ d²)",
           quick_seeds=3, full_seeds=5)
