@@ -72,7 +72,7 @@ def crossing_exponent(dims, crossings, *, name: str, predicted: float = 3.0) -> 
     ok = np.isfinite(y) & np.isfinite(se) & (se > 0)
     pred = f"n*(d) ∝ d^{predicted:g}: {predicted:g} inside the 95 % interval of the fitted exponent"
     if ok.sum() < 3:
-        return None, Check(name, "interval", pred + f" (only {int(ok.sum())} dimensions crossed: no fit)", False,
+        return None, Check(name, "interval", pred + f" (only {int(ok.sum())} dimensions with a bracketed n* and a bootstrap SE > 0: no fit)", False,
                            predicted=predicted, tolerance="95 % interval")
     fit = power_law_fit(d[ok], y[ok], se[ok])
     return fit, interval_check(name, predicted, fit.exponent, fit.se, fit.interval, prediction=pred)
