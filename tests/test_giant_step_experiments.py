@@ -168,3 +168,17 @@ def test_stairway_gap_to_the_plateau_decays_and_a_shifted_plateau_fails(stairway
     flat = np.full(len(rec["d"]), rec["gap"][0]) + np.array([1, -1, 1, -1, 1]) * np.array(rec["se"])
     fit = power_law_fit(rec["d"], flat, rec["se"])
     assert not sign_check("flat", fit.exponent, fit.se, fit.interval).passed
+
+
+def test_hard_direction_learned_at_d2_not_at_4d(tmp_path):
+    """T1's leap-2 direction: Q = d·mean cos² is above the random level 1 at n = d² for every d, and
+    at n = 4d consistent with 1 at d = 128; the "learned" check applied to the n = 4d numbers fails."""
+    from asymptotics.verdict import bound_check
+
+    meta = experiments.run("giant-step-hard-direction", quick=True, out=tmp_path)
+    checks = {c["name"]: c for c in meta["agreement"]["checks"]}
+    for d in (32, 64, 128):
+        assert checks[f"n = d², d = {d}: hard direction learned"]["passed"]
+    assert checks["n = 4d, d = 128: hard direction not learned"]["passed"]
+    rec = meta["notes"]["n = 4d"]
+    assert not bound_check("wrong", rec["Q"][-1], rec["se"][-1], 1.0, side="above", margin=1.645).passed

@@ -446,3 +446,64 @@ def specialisation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                                         "margin (standard errors)": SPECIALISATION_MARGIN,
                                         "lambda_convention": LAMBDA_CONVENTION},
                             notes=notes, checks=checks)
+
+
+# ----------------------------------------------------------------------------- hard (leap-2) direction
+def _hard_direction(name: str) -> np.ndarray:
+    """Unit coefficients (in the θ basis) of the part of span(W*) not learned by one step at n ∝ d
+    (the orthogonal complement of the staircase's first subspace; T1: (θ1 − θ2)/√2)."""
+    t = MultiIndexTarget(name)
+    U = t.staircase(1, tol=0.02)[0]
+    P = np.eye(t.k) - U.T @ U
+    vals, vecs = np.linalg.eigh(P)
+    return vecs[:, -1]
+
+
+@register("giant-step-hard-direction", "One preprocessed giant step on T1: overlap of the first-layer rows with "
+          "the leap-2 direction (θ1 − θ2)/√2 at n = 4d (random level, not learned) vs n = d² (learned), vs d",
+          quick_seeds=3, full_seeds=5)
+def hard_direction(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+    """Statistic Q = d · mean_j (ŵ_j·u_hard)² over the p rows after the step (ŵ_j = w_j/|w_j|): 1 for
+    rows with no overlap beyond the random one (E (ŵ·u)² = 1/d), ∝ d for rows that learned u_hard.
+    The staircase (asymptotics.giant_step, leap rule) says one step at n = Θ(d) learns only v*; at
+    n ~ d² the He2 part of T1 is reached (preprocessing removes the v* spike).
+
+    Checks (fixed in advance): at n = 4d, Q consistent with 1 at every d (|z| ≤ 3, standard error over
+    seeds); at n = d², Q above 1 by more than 1.645 standard errors at every d."""
+    s = dict(ds=[32, 64, 128], n_test=2000) if quick else dict(ds=[64, 128, 256, 512], n_test=10_000)
+    ds = np.asarray(s["ds"], dtype=float)
+    u = _hard_direction("T1")
+    sizes = {"n = 4d": lambda d: 4 * d, "n = d²": lambda d: d * d}
+    panel = "T1"
+    panels = [Panel(panel, "d", "d · mean_j cos²(w_j, u_hard)", xscale="log", yscale="log",
+                    title="T1, ReLU, p = 2d, η = 10√(np), preprocessed, one step")]
+    series, checks, notes = [], [], {"hard direction (θ coefficients)": u.tolist()}
+    for j, (label, n_of) in enumerate(sizes.items()):
+        specs = [_spec(target="T1", activation="relu", d=int(d), p=2 * int(d), n=int(n_of(int(d))), steps=1,
+                       eta="notebook", eta_c=10.0, lam_paper=1.0, n_test=s["n_test"], a_init="gauss",
+                       preprocess=True, dtype="float32", rows=True) for d in ds]
+        res = sweep(giant_step_task, specs)
+        Q = np.array([[d * float(np.mean((np.asarray(r["row_overlaps"])[1] @ u) ** 2)) for r in per_point]
+                      for d, per_point in zip(ds, res)])  # (points, seeds)
+        S = Q.shape[1]
+        mean = Q.mean(axis=1)
+        std = Q.std(axis=1, ddof=1) if S > 1 else np.zeros(len(ds))
+        sem = std / math.sqrt(S)
+        series.append(Series(panel=panel, name=label, sim_x=ds, sim_mean=mean, sim_std=std, n_seeds=S,
+                             style={"marker": "o", "color": f"C{j}"}))
+        notes[label] = {"d": ds.tolist(), "Q": mean.tolist(), "se": sem.tolist()}
+        for d, m, e in zip(ds, mean, sem):
+            if label == "n = 4d":
+                checks.append(z_check(f"{label}, d = {int(d)}: hard direction not learned", 1.0, float(m), float(e),
+                                      prediction="random level Q = 1"))
+            else:
+                checks.append(bound_check(f"{label}, d = {int(d)}: hard direction learned", float(m), float(e), 1.0,
+                                          side="above", margin=SPECIALISATION_MARGIN,
+                                          prediction="above the random level Q = 1"))
+    series += _hlines(panel, ds, {"random level": 1.0})
+    return ExperimentOutput(panels, series, title="The leap-2 direction of T1: not learned at n ∝ d, learned at n ∝ d²",
+                            parameters={**s, "p": "2d", "eta": "10 √(n p)", "lam_paper": 1.0, "preprocess": True,
+                                        "target": "T1", "sizes": list(sizes), "dtype": "float32",
+                                        "statistic": "Q = d · mean_j (ŵ_j·u_hard)², random level 1",
+                                        "lambda_convention": LAMBDA_CONVENTION},
+                            notes=notes, checks=checks)
