@@ -9,7 +9,8 @@ the seed average of test losses with an honest error bar.
     the bootstrap standard deviation of log n* times n* (delta method), the 95 % interval the 2.5 and
     97.5 % quantiles. Resamples whose mean never crosses are dropped (their fraction is returned).
 ``crossing_exponent``  the fitted exponent a of n* ∝ d^a (:func:`asymptotics.verdict.power_law_fit`
-    with the bootstrap standard errors) and the check that 3 lies in its 95 % interval.
+    with the bootstrap standard errors) and the check that 3 lies in its 95 % interval; at least
+    four dimensions with a bracketed n* are required (else the check fails without a fit).
 ``seed_mean``  the mean over seeds of per-seed estimates and the standard error over seeds
     std/√S (ddof 1): each seed has its own test set, so the spread over seeds contains both the
     replica and the Monte-Carlo variation. Used on the decomposed test loss
@@ -64,14 +65,19 @@ def bootstrap_crossing(ns, values, level: float = CROSSING_LEVEL, *, n_boot: int
                     kept=float(ok.mean()))
 
 
-def crossing_exponent(dims, crossings, *, name: str, predicted: float = 3.0) -> tuple[PowerLawFit | None, Check]:
-    """Fit n* ∝ d^a over the dimensions with a finite n* and its bootstrap SE; check ``predicted`` ∈ 95 %."""
+MIN_DIMS = 4  # the fit needs at least four dimensions (with three, Student's t₁ makes any interval useless)
+
+
+def crossing_exponent(dims, crossings, *, name: str, predicted: float = 3.0,
+                      min_dims: int = MIN_DIMS) -> tuple[PowerLawFit | None, Check]:
+    """Fit n* ∝ d^a over the dimensions with a finite n* and its bootstrap SE; check ``predicted`` ∈ 95 %.
+    Fewer than ``min_dims`` such dimensions: no fit, a failed check."""
     d = np.asarray(dims, dtype=float)
     y = np.array([c["n_star"] for c in crossings], dtype=float)
     se = np.array([c["se"] for c in crossings], dtype=float)
     ok = np.isfinite(y) & np.isfinite(se) & (se > 0)
     pred = f"n*(d) ∝ d^{predicted:g}: {predicted:g} inside the 95 % interval of the fitted exponent"
-    if ok.sum() < 3:
+    if ok.sum() < min_dims:
         return None, Check(name, "interval", pred + f" (only {int(ok.sum())} dimensions with a bracketed n* and a bootstrap SE > 0: no fit)", False,
                            predicted=predicted, tolerance="95 % interval")
     fit = power_law_fit(d[ok], y[ok], se[ok])
