@@ -79,7 +79,7 @@ def test_cosine_experiment_agrees_with_the_one_step_formula(tmp_path):
     assert overall["max_relative_deviation"] < 0.08
 
 
-def test_orientation_staircase_and_stuck(tmp_path):
+def test_orientation_staircase_and_weak_coupling(tmp_path):
     """Step 1: gradient rows on the line of slope C1_2/C1_1 for every target. Step 2: T2's rows
     leave it (ū is learned), T1's and T3's stay close (no / weak linear coupling)."""
     notes = experiments.run("giant-step-orientation", quick=True, out=tmp_path)["notes"]
