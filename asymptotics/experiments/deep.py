@@ -269,6 +269,9 @@ def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     for name, stack in stacks.items():
         series.append(Series(panel="estimate", name=name, sim_x=np.array(n_covs, float), sim_mean=stack.mean,
                              sim_std=stack.std, n_seeds=stack.n))
+    m = np.geomspace(n_covs[0], n_covs[-1], 50)
+    series.append(Series(panel="estimate", name=f"fitted power law, slope {slope:.3f}", theory_x=m,
+                         theory_y=fit.prefactor * m ** slope, style={"ls": "--", "color": "0.3"}))
     panels = [Panel("curves", "n", "test error", title=f"2-layer tanh, p = {s['p']}"),
               Panel("estimate", "samples used for Ω̂, Φ̂, Ψ̂", "relative error",
                     title=f"estimate vs linearisation (Frobenius slope {slope:.2f} "
