@@ -209,7 +209,7 @@ def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
                          style={"ls": ":", "color": "0.4"}))
     panels = [Panel("deviation", "p (width of both layers, d = p/2)", "|mean − theory| / theory",
                     title=f"n/p = {ratio:g}, λ = {lam:g}, 2-layer tanh (± SE, fitted power law)"),
-              Panel("deviation/SE", "p (width of both layers, d = p/2)", "|mean − theory| / SE",
+              Panel("deviation/SE", "p (width of both layers, d = p/2)", "|mean − theory| / SE", yscale="linear",
                     title="deviation in standard errors of the simulated mean")]
     return ExperimentOutput(panels, series,
                             parameters={"widths": widths, "lam": lam, "n_over_p": ratio, "d_over_p": 0.5,
