@@ -321,7 +321,9 @@ def overlay(panels: Sequence[Panel], series: Sequence[Series], path=None, *, tit
     if unknown:
         raise KeyError(f"series on undeclared panels: {sorted(unknown)}")
     panels = [p for p in panels if p.name in used] or list(panels[:1])
-    ncols = ncols or min(len(panels), 3)
+    # columns: up to 3, chosen to leave the fewest empty slots (4 panels: 2 × 2, not 3 + 1)
+    n_p = len(panels)
+    ncols = ncols or (n_p if n_p <= 3 else min((3, 2), key=lambda c: (-(-n_p // c) * c - n_p, -c)))
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(7.6 * ncols, 4.0 * nrows + (0.4 if title else 0.0)),
