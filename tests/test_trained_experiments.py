@@ -102,3 +102,15 @@ def test_tasks_accept_the_dict_form_and_convert_the_deprecated_lam_c():
         b = synthetic_trained_task(old, seed)
     np.testing.assert_array_equal(a["snapshots"][-1]["test_error"], b["snapshots"][-1]["test_error"])
     assert a["linear"]["test_error"].shape == (2, 2, 2)
+
+
+def test_sample_grid_has_points_on_both_sides_of_every_peak():
+    """Learning curves with an interpolation peak at n = p get simulated points within ±10 % on both
+    sides (never at p): for the feature count and, for linear regression, the input dimension."""
+    from asymptotics.experiments.trained import _grid_with_peaks
+
+    ns = _grid_with_peaks(50, 2000, 8, [256, 64])
+    for p in (256, 64):
+        assert p not in ns
+        assert any(0.9 * p <= n < p for n in ns) and any(p < n <= 1.1 * p for n in ns)
+    assert ns == sorted(set(ns)) and min(ns) >= 50 and max(ns) <= 2000

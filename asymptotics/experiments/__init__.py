@@ -34,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from simulations.sweep import SweepConfig, SweepStats, run_sweep
 
 from ..compare import (Panel, SeedStack, Series, _csv_bytes, _figure_bytes, overlay, series_agreement, tidy_rows,
@@ -110,6 +112,16 @@ class Sweeper:
     def stack(self, fn, params: Sequence, key, seeds: int | None = None, paired: Sequence[str] = ()) -> SeedStack:
         """``SeedStack`` of ``result[key]`` over seeds, values of shape (S, points, ...)."""
         return SeedStack.of(self(fn, params, seeds, paired), key, seed_axis=1)
+
+
+#: Relative offsets of the simulated points around an interpolation peak n = p (both sides, within
+#: ±10 %, never at p itself where ridgeless diverges).
+PEAK_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
+
+
+def peak_ns(p: int) -> np.ndarray:
+    """n = p(1 ± 0.05), p(1 ± 0.1) rounded: the simulated points on both sides of a peak at n = p."""
+    return np.unique(np.round(p * (1 + np.array(PEAK_OFFSETS))).astype(int))
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from ..conventions import PROJECT_CONVENTION, lam_from_sum_loss
 from ..deep import linearized_covariances
 from ..ridge import GaussianCovariateModel
 from ..verdict import interval_check, power_law_fit, sign_check
-from . import ExperimentOutput, Sweeper, expected_numerics, register
+from . import ExperimentOutput, Sweeper, expected_numerics, peak_ns, register
 
 
 def network_spec(d, widths, activations, teacher_widths=None, teacher_activations=(), noise=0.1, seed=1) -> dict:
@@ -44,16 +44,6 @@ def theory_model(spec: dict, per_neuron: bool = True) -> GaussianCovariateModel:
 
 def _lam_label(lam: float) -> str:
     return "λ = 0" if lam == 0 else f"λ = {lam:g}"
-
-
-#: Relative offsets of the simulated points around the interpolation peak n = p (p: the width of the
-#: last layer): both sides, within ±10 %, not at p itself.
-PEAK_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
-
-
-def peak_ns(p: int) -> np.ndarray:
-    """n = p(1 ± 0.05), p(1 ± 0.1) rounded: the simulated points on both sides of the peak."""
-    return np.unique(np.round(p * (1 + np.array(PEAK_OFFSETS))).astype(int))
 
 
 def _sim_ns(p: int, lo: float, hi: float, count: int, peak: bool = True) -> np.ndarray:

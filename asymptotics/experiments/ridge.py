@@ -26,7 +26,7 @@ from simulations.ridge import RidgeSpec, ridge_task
 from ..compare import Panel, SeedStack, Series
 from ..conventions import PROJECT_CONVENTION
 from ..ridge import GaussianCovariateModel, marchenko_pastur_ridge
-from . import ExperimentOutput, Sweeper, expected_numerics, register
+from . import ExperimentOutput, Sweeper, expected_numerics, peak_ns, register
 
 
 def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict[str, SeedStack]:
@@ -35,16 +35,6 @@ def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict[str, 
     specs = [RidgeSpec(spectrum=spectrum, y2=y2, n=int(n), lams=tuple(float(x) for x in lams)) for n in ns]
     res = sweep(ridge_task, specs)
     return {kind: SeedStack.of(res, kind, seed_axis=1) for kind in ("test_error", "train_error")}
-
-
-#: Relative offsets of the simulated points around the interpolation peak n = p (both sides, within
-#: ±10 %, never at p itself where ridgeless diverges).
-PEAK_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
-
-
-def peak_ns(p: int) -> np.ndarray:
-    """n = p(1 ± 0.05), p(1 ± 0.1) rounded: the simulated points on both sides of the peak."""
-    return np.unique(np.round(p * (1 + np.array(PEAK_OFFSETS))).astype(int))
 
 
 def _sim_ns(p: int, lo: float, hi: float, count: int) -> np.ndarray:

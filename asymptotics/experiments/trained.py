@@ -28,7 +28,7 @@ from ..compare import Panel, SeedStack, Series
 from ..conventions import lam_from_sum_loss
 from ..deep import linearized_covariances
 from ..ridge import GaussianCovariateModel
-from . import ExperimentOutput, InputError, Sweeper, expected_numerics, register
+from . import ExperimentOutput, InputError, Sweeper, expected_numerics, peak_ns, register
 
 LAMBDA_CONVENTION = "paper λ_c (sum loss); project λ = λ_c / n"
 
@@ -97,6 +97,17 @@ def _one_network(sweep: Sweeper, name: str) -> None:
                          "bars are over the ridge subsamples (`repeats`), so --seeds must be 1")
 
 
+def _grid_with_peaks(lo: int, hi: int, count: int, peaks) -> list[int]:
+    """Log-spaced sample sizes in [lo, hi] plus points on both sides (±5 %, ±10 %) of every
+    interpolation peak n = p in ``peaks`` (the feature count; the input dimension for linear
+    regression), never at the peak itself."""
+    ns = set(np.round(np.geomspace(lo, hi, count)).astype(int).tolist())
+    for p in peaks:
+        ns -= {p}
+        ns |= {int(n) for n in peak_ns(p) if lo <= n <= hi}
+    return sorted(ns)
+
+
 def _mnist_sizes(quick: bool) -> dict:
     if quick:  # scikit-learn's digits: 1797 images of 8×8, widths 3 × 64 as 2352 = 3 × 784
         return dict(data="digits", widths=[192, 192], activation="relu", epochs=120, lr=1e-3, batch_size=128,
@@ -121,7 +132,7 @@ def mnist_even_odd(quick: bool, sweep: Sweeper, data: str | None = None) -> Expe
     except (FileNotFoundError, ValueError, ImportError) as exc:
         raise InputError(str(exc)) from None
     n_reg = int(round(0.25 * X.shape[0]))
-    ns = np.unique(np.round(np.geomspace(10, n_reg // 2, s["n_count"])).astype(int)).tolist()
+    ns = _grid_with_peaks(10, n_reg // 2, s["n_count"], [s["widths"][-1], X.shape[1]])
     params = {k: v for k, v in s.items() if k != "n_count"} | {"ns": ns}
     spec = TrainedSpec(lams=_lams(ns, s["lam_c"]), **{k: v for k, v in params.items() if k != "lam_c"})
     res = sweep(mnist_even_odd_task, [spec], seeds=1)[0][0]
@@ -167,7 +178,7 @@ def _linearised_at_init(res: dict, s: dict, ns) -> tuple[list[Series], float]:
 def trained_features_synthetic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
     _one_network(sweep, "trained-features-synthetic")
     s = _synthetic_sizes(quick)
-    ns = np.unique(np.round(np.geomspace(50, s["n_reg"], s["n_count"])).astype(int)).tolist()
+    ns = _grid_with_peaks(50, s["n_reg"], s["n_count"], [s["widths"][-1], s["d"]])
     params = {k: v for k, v in s.items() if k != "n_count"} | {"ns": ns, "return_weights": True}
     spec = SyntheticTrainedSpec(lams=_lams(ns, s["lam_c"]), **{k: v for k, v in params.items() if k != "lam_c"})
     res = sweep(synthetic_trained_task, [spec], seeds=1)[0][0]
