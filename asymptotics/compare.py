@@ -13,17 +13,16 @@ reported per point, with the fraction of points with |z| < 3 and the largest rel
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from simulations.files import atomic_file
 
 __all__ = ["SeedStack", "Agreement", "agreement", "Panel", "Series", "tidy_rows", "write_csv", "overlay",
            "series_agreement", "CSV_COLUMNS", "error_bar_limits"]
@@ -225,19 +224,9 @@ def _csv_bytes(rows: Sequence[dict]) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync it, and ``os.replace`` it onto
-    ``path``: a reader (or a kill) sees the old file or the new one, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` onto ``path`` atomically (:func:`simulations.files.atomic_file`)."""
+    with atomic_file(path) as fh:
+        fh.write(data)
 
 
 def _figure_bytes(fig, fmt: str = "png") -> bytes:

@@ -95,6 +95,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .files import atomic_file
 from .rng import point_seed
 from .spec import ModelSpec, canonical, stable_hash
 
@@ -509,21 +510,12 @@ def _write_entry(entry: _Entry, result: Any) -> None:
     header["sha256"] = _checksum(header, arrays)
     header_bytes = json.dumps(header, ensure_ascii=True, allow_nan=False).encode("ascii")
     path = Path(entry.path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-                zf.writestr(_HEADER, header_bytes)
-                for name, a in arrays.items():
-                    with zf.open(name + ".npy", "w", force_zip64=a.nbytes > 2**30) as member:
-                        np.lib.format.write_array(member, a, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, prefix=".tmp-", suffix=".part") as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr(_HEADER, header_bytes)
+            for name, a in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=a.nbytes > 2**30) as member:
+                    np.lib.format.write_array(member, a, allow_pickle=False)
 
 
 def _file_kind(mode: int) -> str:
