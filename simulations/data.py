@@ -462,7 +462,7 @@ def _check_npz_headers(path: Path, max_bytes: int) -> None:
         if str(path) in str(exc):
             raise
         raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    except Exception as exc:  # BadZipFile, zlib.error, EOFError, NotImplementedError (compression method), ...
+    except Exception as exc:  # a broken zip: bad archive, corrupt deflate stream, truncation, unsupported compression
         raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     if missing:
         raise ValueError(f"{path}: missing array(s) {missing}; expected x_train, y_train, x_test, y_test")
