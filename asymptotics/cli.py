@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the reproducible experiments")
     rep = sub.add_parser("reproduce", help="run an experiment; write NAME.png, NAME.csv, NAME.json")
     rep.add_argument("name", help="experiment name (see `asymptotics list`)")
-    rep.add_argument("--quick", action="store_true", help="small sizes that run in seconds")
+    rep.add_argument("--size", choices=experiments.SIZES, default=None,
+                     help="quick (seconds), medium (at most 10 minutes on 2 cores, every claim shown) or full "
+                          "(the paper's sizes; the default)")
+    rep.add_argument("--quick", action="store_true", help="the alias of --size quick")
     rep.add_argument("--out", default="results", help="output folder (default: results)")
     rep.add_argument("--seeds", type=int, default=None,
                      help=f"number of seeds per simulated point, at most {experiments.MAX_SEEDS} "
@@ -98,7 +101,7 @@ def _options(pairs) -> dict:
 
 _FLAGS = {"seeds": "--seeds", "seed": "--seed", "workers": "--workers", "scheduler": "--scheduler",
           "backend": "--backend", "threads": "threads", "out": "--out", "cache": "--cache",
-          "connect_timeout": "--connect-timeout", "data": "--data"}
+          "connect_timeout": "--connect-timeout", "data": "--data", "size": "--size"}
 
 
 def _flag_names(message: str) -> str:
@@ -148,7 +151,7 @@ def _main(argv) -> int:
         return _error(exc)
     try:
         options = _options(args.set)
-        meta = experiments.run(args.name, quick=args.quick, out=args.out, seeds=args.seeds, seed=args.seed,
+        meta = experiments.run(args.name, quick=args.quick, size=args.size, out=args.out, seeds=args.seeds, seed=args.seed,
                                backend=args.backend, workers=args.workers, cache=args.cache,
                                scheduler=args.scheduler, quiet=args.quiet, data=args.data,
                                options=options, connect_timeout=args.connect_timeout)

@@ -146,7 +146,7 @@ def test_real_quick_experiment_figure_is_publishable(tmp_path):
     from asymptotics import experiments
 
     sweep = experiments.Sweeper("ridge-isotropic", experiments.SweepConfig(seeds=2, quiet=True))
-    result = experiments.get("ridge-isotropic").function(True, sweep)
+    result = experiments.get("ridge-isotropic").function(experiments.Size("quick"), sweep)
     fig = overlay(result.panels, result.series, title=result.title)
     try:
         assert_publishable(fig)

@@ -4,7 +4,9 @@ An experiment is registered with :func:`register` and run by :func:`run`, which 
 output folder ``NAME.png`` (theory lines, simulated points with error bars), ``NAME.csv`` (tidy:
 panel, series, kind, x, y, y_err, n_seeds) and ``NAME.json`` (parameters, seeds, package versions,
 wall time, agreement metrics, and the SHA-256 of the CSV and PNG it belongs to). Each experiment
-has a ``quick`` size (seconds) and a ``full`` size (the paper's).
+has three sizes (:class:`Size`): ``quick`` (seconds; CI), ``medium`` (at most ten minutes on two
+cores, large enough for the experiment's checks: several d for every trend) and ``full`` (the
+paper's).
 
 The three files are replaced together (see :func:`run` and ``docs/conventions.md``): each is
 written under a temporary name, then, under an advisory lock on ``.NAME.lock`` in the output
@@ -47,7 +49,7 @@ try:  # Windows has no fcntl: outputs are still replaced atomically, one file at
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None
 
-__all__ = ["Experiment", "ExperimentOutput", "Sweeper", "SweepConfig", "SeedStack", "InputError", "register",
+__all__ = ["Experiment", "ExperimentOutput", "Size", "SIZES", "Sweeper", "SweepConfig", "SeedStack", "InputError", "register",
            "get", "names", "run", "expected_numerics", "verify_outputs", "recover_outputs", "outputs_lock", "MAX_SEEDS"]
 
 #: The most seeds per simulated point that :func:`run` (and ``--seeds``) accepts; more is refused
@@ -59,6 +61,30 @@ _EXTS = ("csv", "png", "json")  # the order in which a commit replaces the files
 
 _MODULES = ("ridge", "deep", "giant_step", "trained", "hierarchical")  # experiment modules, imported lazily by the registry
 _REGISTRY: dict[str, "Experiment"] = {}
+
+
+#: The sizes of every experiment, smallest first.
+SIZES = ("quick", "medium", "full")
+
+
+class Size(str):
+    """An experiment size: ``"quick"``, ``"medium"`` or ``"full"`` (a ``str``, so it compares and
+    prints as its name). ``size.pick(quick=a, medium=b, full=c)`` is the value for this size."""
+
+    def __new__(cls, value):
+        if isinstance(value, Size):
+            return value
+        if not isinstance(value, str) or value not in SIZES:
+            raise InputError(f"size must be one of {', '.join(SIZES)}, got {value!r}")
+        return super().__new__(cls, value)
+
+    @property
+    def quick(self) -> bool:
+        return self == "quick"
+
+    def pick(self, quick, medium, full):
+        """The argument named like this size."""
+        return {"quick": quick, "medium": medium, "full": full}[str(self)]
 
 
 class InputError(ValueError):
@@ -140,20 +166,22 @@ class Experiment:
     name: str
     description: str
     function: Callable[..., ExperimentOutput]
-    default_seeds: dict  # {"quick": S, "full": S}
+    default_seeds: dict  # {"quick": S, "medium": S, "full": S}
 
 
-def register(name: str, description: str, quick_seeds: int, full_seeds: int):
-    """Decorator registering ``f(quick: bool, sweep: Sweeper) -> ExperimentOutput``.
+def register(name: str, description: str, quick_seeds: int, full_seeds: int, medium_seeds: int | None = None):
+    """Decorator registering ``f(size: Size, sweep: Sweeper) -> ExperimentOutput``.
 
     The function runs its simulations through ``sweep`` (seeds, root seed, backend and cache
-    are the sweeper's) and computes its theory directly.
+    are the sweeper's) and computes its theory directly. ``medium_seeds`` defaults to ``full_seeds``.
     """
 
     def deco(f):
         if name in _REGISTRY:
             raise ValueError(f"experiment {name!r} registered twice")
-        _REGISTRY[name] = Experiment(name, description, f, {"quick": quick_seeds, "full": full_seeds})
+        seeds = {"quick": quick_seeds, "medium": full_seeds if medium_seeds is None else medium_seeds,
+                 "full": full_seeds}
+        _REGISTRY[name] = Experiment(name, description, f, seeds)
         return f
 
     return deco
@@ -186,10 +214,13 @@ def _versions() -> dict:
     return out
 
 
-def run(name: str, *, quick: bool = False, out="results", seeds: int | None = None, seed: int = 0,
+def run(name: str, *, quick: bool = False, size: str | None = None, out="results", seeds: int | None = None, seed: int = 0,
         backend: str = "serial", workers: int | None = None, cache=None, scheduler: str | None = None,
         quiet: bool = True, data=None, options: dict | None = None, connect_timeout: float = 30.0) -> dict:
     """Run experiment ``name`` and write NAME.png, NAME.csv, NAME.json into ``out``.
+
+    ``size``: "quick", "medium" or "full" (default full); ``quick=True`` is the alias of
+    ``size="quick"`` (both given and different: an :class:`InputError`).
 
     Simulation tasks run on ``backend`` ("serial", "processes", "dask") with ``workers``
     workers, cached under ``cache`` (resumable), see :mod:`simulations.sweep`; ``connect_timeout``:
@@ -210,7 +241,8 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
     cache).
     """
     exp = get(name)
-    n_seeds = exp.default_seeds["quick" if quick else "full"] if seeds is None else seeds
+    size = resolve_size(quick, size)
+    n_seeds = exp.default_seeds[size] if seeds is None else seeds
     if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
         raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
     try:
@@ -222,16 +254,16 @@ def run(name: str, *, quick: bool = False, out="results", seeds: int | None = No
     out = _output_folder(out)
     if cache is not None:
         _check_cache(cache)
-    sweeper = Sweeper(experiment=name + ("-quick" if quick else ""), config=config)
+    sweeper = Sweeper(experiment=sweep_name(name, size), config=config)
     t0 = time.perf_counter()
-    result = exp.function(quick=quick, sweep=sweeper, **kwargs)
+    result = exp.function(size=size, sweep=sweeper, **kwargs)
     wall = time.perf_counter() - t0
     csv_data = _csv_bytes(tidy_rows(result.series))
     png_data = _figure_bytes(overlay(result.panels, result.series, None, title=result.title), "png")
     meta = {
         "experiment": name,
         "description": exp.description,
-        "size": "quick" if quick else "full",
+        "size": str(size),
         "parameters": result.parameters,
         "seeds": {"count": config.seeds, "root_seed": config.root_seed},
         "versions": _versions(),
@@ -526,15 +558,31 @@ def agreement_block(result: ExperimentOutput) -> dict:
     return {**series_agreement(result.series), **checks_block(checks)}
 
 
+def resolve_size(quick: bool, size) -> Size:
+    """The size from ``quick`` (the alias of "quick") and ``size`` (default "full")."""
+    if size is None:
+        return Size("quick" if quick else "full")
+    size = Size(size)
+    if quick and not size.quick:
+        raise InputError(f"size {size!r} contradicts quick (the alias of size 'quick')")
+    return size
+
+
+def sweep_name(name: str, size: Size) -> str:
+    """The experiment name that seeds and cache keys are derived from: NAME-quick, NAME-medium, NAME
+    (full). Different sizes never share seeds or cache entries."""
+    return name if size == "full" else f"{name}-{size}"
+
+
 def _experiment_kwargs(exp: Experiment, data, options: dict | None) -> dict:
-    """The keyword arguments of an experiment function beyond (quick, sweep): data and options."""
+    """The keyword arguments of an experiment function beyond (size, sweep): data and options."""
     accepted = list(inspect.signature(exp.function).parameters)
     if data is not None and "data" not in accepted:
         readers = [n for n in names() if "data" in inspect.signature(get(n).function).parameters]
         raise InputError(f"experiment {exp.name!r} reads no data file (--data is for: {', '.join(readers)})")
     kwargs = {"data": data} if data is not None else {}
     if options:
-        own = [k for k in accepted if k not in ("quick", "sweep", "data")]
+        own = [k for k in accepted if k not in ("size", "sweep", "data")]
         unknown = sorted(set(options) - set(own))
         if unknown:
             raise InputError(f"experiment {exp.name!r} has no option(s) {unknown}; its options: {own or 'none'}")

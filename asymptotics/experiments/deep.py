@@ -21,7 +21,7 @@ from ..conventions import PROJECT_CONVENTION, lam_from_sum_loss
 from ..deep import linearized_covariances
 from ..ridge import GaussianCovariateModel
 from ..verdict import interval_check, power_law_fit, sign_check
-from . import ExperimentOutput, Sweeper, expected_numerics, peak_ns, register
+from . import ExperimentOutput, Size, Sweeper, expected_numerics, peak_ns, register
 
 
 def network_spec(d, widths, activations, teacher_widths=None, teacher_activations=(), noise=0.1, seed=1) -> dict:
@@ -98,7 +98,8 @@ LAMS = [0.0, 1e-2, 0.3]
 
 @register("deep-rf-depth", "Deep random features with 1, 2, 3 tanh layers, linear teacher: learning curves "
           "vs n (λ including 0)", quick_seeds=10, full_seeds=20)
-def deep_rf_depth(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def deep_rf_depth(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     s = _sizes(quick)
     cases = {f"L = {depth}": (network_spec(s["d"], [s["p"]] * depth, ["tanh"] * depth),
                               f"{depth}-layer tanh features, p = {s['p']}") for depth in (1, 2, 3)}
@@ -120,7 +121,8 @@ def _panels_of_curves(sweep: Sweeper, s: dict, cases: dict, title: str) -> Exper
 
 @register("deep-rf-activations", "Two-layer random features with tanh, erf(z/√2) and sign activations, "
           "linear teacher", quick_seeds=10, full_seeds=20)
-def deep_rf_activations(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def deep_rf_activations(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     s = _sizes(quick)
     cases = {act: (network_spec(s["d"], [s["p"]] * 2, [act] * 2), f"σ = {act}, 2 layers, p = {s['p']}")
              for act in ("tanh", "erf_scaled", "sign")}
@@ -129,7 +131,8 @@ def deep_rf_activations(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 
 @register("deep-rf-teachers", "Two-layer tanh random features learning a linear, a one-layer sign and a "
           "two-layer tanh teacher", quick_seeds=10, full_seeds=20)
-def deep_rf_teachers(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def deep_rf_teachers(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     s = _sizes(quick)
     d = s["d"]
     teachers = {"linear teacher": (None, ()),
@@ -158,7 +161,8 @@ def estimate_rate_check(n_samples, error, error_se):
 
 @register("deep-rf-finite-size", "Theory–simulation deviation at fixed n/p and λ as the widths grow; "
           "log-log slope", quick_seeds=16, full_seeds=32)
-def deep_rf_finite_size(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def deep_rf_finite_size(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     """Checks (tolerance fixed before the run): for each theory variant, the exponent of
     |mean − theory|/theory ∝ p^a fitted by :func:`asymptotics.verdict.power_law_fit` (weights from
     the standard error of the simulated mean, delta method) must be negative — its 95 % interval
@@ -237,7 +241,8 @@ def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, 
 
 @register("deep-rf-estimated", "Theory from Ω, Φ, Ψ estimated from samples vs the linearised theory: "
           "error of the estimate vs the number of samples", quick_seeds=3, full_seeds=5)
-def deep_rf_estimated(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def deep_rf_estimated(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     """Check (tolerance fixed before the run): the exponent of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F ∝ m^a in the
     number m of samples, fitted by :func:`asymptotics.verdict.power_law_fit` (weights from the
     standard error over seeds), has −1/2 (the Monte-Carlo rate) inside its 95 % interval
@@ -297,7 +302,8 @@ def _rainbow_series(sweep: Sweeper, d: int, gamma: float, lam_c: float, n_theory
 @register("deep-rainbow", "Deep rainbow (structured, layer-dependent) random features with a teacher sharing "
           "the first layer's structure, for several spectra γ (the paper's rainbow figure)",
           quick_seeds=6, full_seeds=10)
-def deep_rainbow(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def deep_rainbow(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     d = 150 if quick else 500
     gammas = [0.01, 0.2, 0.5, 0.8]
     lam_c = 1e-3  # the paper's (anchor code's) sum-loss λ_c on raw features

@@ -22,7 +22,7 @@ from ..compare import Panel, Series
 from ..conventions import CONVENTIONS, lam_from_scaled_features
 from ..giant_step import MultiIndexTarget, one_step_cosine
 from ..verdict import Check, bound_check, power_law_fit, sign_check, z_check
-from . import ExperimentOutput, InputError, Sweeper, register
+from . import ExperimentOutput, Size, InputError, Sweeper, register
 
 LAMBDA_CONVENTION = CONVENTIONS["scaled_features"]
 
@@ -57,7 +57,8 @@ def _hlines(panel: str, x, levels: dict, styles=(":", "--", "-.", (0, (1, 3)))) 
 @register("giant-step-stairway", "Fig. 1: test error vs κ = log n / log d after T = 0 (random features) … "
           "giant steps, targets T1 and T2, with the linear-kernel and staircase plateaus", quick_seeds=4,
           full_seeds=10)
-def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def stairway(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     if quick:
         s = dict(d=64, p=128, kappas=np.arange(0.75, 2.0001, 0.125), steps=[0, 1, 2, 3], n_test=10_000)
     else:
@@ -88,14 +89,14 @@ def stairway(quick: bool, sweep: Sweeper) -> ExperimentOutput:
             "error at largest n": {("RF" if T == 0 else f"T={T}"): float(mean[i, -1]) for i, T in enumerate(s["steps"])},
             "best T at largest n": int(s["steps"][int(np.argmin(mean[:, -1]))]),
         }
-    checks = _stairway_convergence(quick, sweep, panels, series, notes)
+    checks = _stairway_convergence(size, sweep, panels, series, notes)
     return ExperimentOutput(panels, series, title="Giant steps: the staircase (ReLU, η = p√(n/d), λ_P = 1)",
                             parameters={**{k: v for k, v in s.items() if k != "kappas"}, "ns": ns.tolist(),
                                         "kappas": kap.tolist(), "activation": "relu", "a_init": "gauss",
                                         "eta_rule": "sqrt (η = p √(n/d)); the paper's value is not recoverable "
                                                     "(docs/theory/giant_step.md)",
                                         "lam_paper": 1.0, "lambda_convention": LAMBDA_CONVENTION,
-                                        "convergence": STAIRWAY_CONVERGENCE["quick" if quick else "full"]},
+                                        "convergence": STAIRWAY_CONVERGENCE[size.pick(quick="quick", medium="full", full="full")]},
                             notes=notes, checks=checks)
 
 
@@ -105,10 +106,10 @@ STAIRWAY_CONVERGENCE = {"quick": dict(ds=[32, 45, 64, 90, 128], kappa=1.5, steps
                         "full": dict(ds=[64, 91, 128, 181, 256, 362, 512], kappa=1.5, steps=[1, 2], n_test=50_000)}
 
 
-def _stairway_convergence(quick: bool, sweep: Sweeper, panels: list, series: list, notes: dict) -> list:
+def _stairway_convergence(size: Size, sweep: Sweeper, panels: list, series: list, notes: dict) -> list:
     """Per (target, T): the gap (error − plateau after T steps) at n = d^κ for several d, its
     power-law exponent in d (95 % interval) and the check that the exponent is negative."""
-    c = STAIRWAY_CONVERGENCE["quick" if quick else "full"]
+    c = STAIRWAY_CONVERGENCE[size.pick(quick="quick", medium="full", full="full")]
     ds = np.asarray(c["ds"], dtype=float)
     panel = f"gap to the plateau at n = d^{c['kappa']:g}"
     panels.append(Panel(panel, "d", "test error − plateau", xscale="log", yscale="log",
@@ -156,7 +157,8 @@ def _cos_finite_d(cos: np.ndarray, k: int, d: int) -> np.ndarray:
 
 @register("giant-step-cosine", "One giant step: cosine of the first-layer rows with span(W*) vs α = n/d, "
           "theory (one-step cosine) vs simulation, for several η̃", quick_seeds=4, full_seeds=10)
-def cosine(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def cosine(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     if quick:
         s = dict(d=400, p=200, alphas=[0.5, 1.0, 2.0, 4.0, 8.0], n_test=1000)
     else:
@@ -225,7 +227,8 @@ def _circle(panel: str, name: str, radius: float, style: dict) -> Series:
 @register("giant-step-orientation", "Multi-step orientation: gradient rows of tracked neurons projected on "
           "(θ1, θ2) after steps 1 and 2, with the unit and noise circles; T2 leaves the one-step line "
           "(staircase), T1 and T3 stay on it up to the finite-d noise", quick_seeds=1, full_seeds=1)
-def orientation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def orientation(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     if sweep.seeds != 1:
         raise InputError("giant-step-orientation plots the neurons of one network: --seeds must be 1")
     s = dict(d=1024, p=256, n=1024) if quick else dict(d=4096, p=1024, n=4096)
@@ -302,7 +305,8 @@ REFERENCE_D64 = {
 @register("giant-step-preprocessing", "One giant step with the first Hermite component removed "
           "(single_step.ipynb): T1 test error vs κ, towards the v*-only plateau and below it at n ~ d²",
           quick_seeds=5, full_seeds=10)
-def preprocessing(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def preprocessing(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     s = dict(d=64, p=128, count=8, n_test=20_000) if quick else dict(d=512, p=1024, count=15, n_test=100_000)
     d, p = s["d"], s["p"]
     ns = np.floor(np.logspace(1.3, 2.0, s["count"], base=d)).astype(int)
@@ -366,7 +370,8 @@ SPEC_REFERENCE_D64 = REFERENCE_D64
 @register("giant-step-spiked-rf", "Exact ridge error after one giant step (spiked random features, companion "
           "paper): test error vs α = n/d, theory vs Algorithm 1, with and without the step", quick_seeds=4,
           full_seeds=3)
-def spiked_rf(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def spiked_rf(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     from ..spiked_rf import one_step_ridge_error
 
     if quick:
@@ -407,7 +412,8 @@ def spiked_rf(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 @register("giant-step-specialisation", "One giant step with preprocessing at n = c·d²: T1 test error vs d "
           "for three c, below the one-direction plateau 55/384 ≈ 0.1432 and falling with d (leap 2 at n ~ d²)",
           quick_seeds=3, full_seeds=5)
-def specialisation(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def specialisation(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     """single_step.ipynb's setting (T1, ReLU, p = 2d, η = 10√(np), λ_P = 1, preprocessing, fresh
     readout batch of n samples), float32, at n = c d² for c ∈ {0.5, 1, 2}.
 
@@ -462,7 +468,8 @@ def _hard_direction(name: str) -> np.ndarray:
 @register("giant-step-hard-direction", "One preprocessed giant step on T1: overlap of the first-layer rows with "
           "the leap-2 direction (θ1 − θ2)/√2 at n = 4d (random level, not learned) vs n = d² (learned), vs d",
           quick_seeds=3, full_seeds=5)
-def hard_direction(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def hard_direction(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     """Statistic Q = d · mean_j (ŵ_j·u_hard)² over the p rows after the step (ŵ_j = w_j/|w_j|): 1 for
     rows with no overlap beyond the random one (E (ŵ·u)² = 1/d), ∝ d for rows that learned u_hard.
     The staircase (asymptotics.giant_step, leap rule) says one step at n = Θ(d) learns only v*; at

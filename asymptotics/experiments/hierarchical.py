@@ -28,7 +28,7 @@ from ..compare import Panel, SeedStack, Series
 from ..hierarchical import degree_energies, stage1_ceiling, stage1_corr_heuristic, threshold_n
 from ..hierarchical_measure import CROSSING_LEVEL, bootstrap_crossing, crossing_exponent, seed_mean
 from ..verdict import bound_check
-from . import ExperimentOutput, InputError, Sweeper, register
+from . import ExperimentOutput, Size, InputError, Sweeper, register
 
 
 def _d3(d: int) -> int:
@@ -172,7 +172,8 @@ def _layerwise_sizes(quick: bool, dims) -> dict:
 
 @register("hierarchical-layerwise", "Layer-wise Algorithm 1 on h = C_d p³: feature correlation and test loss vs "
           "n and n/d³ for several d, with the kernel level and the stage-1 threshold", quick_seeds=5, full_seeds=5)
-def hierarchical_layerwise(quick: bool, sweep: Sweeper, dims=None) -> ExperimentOutput:
+def hierarchical_layerwise(size: Size, sweep: Sweeper, dims=None) -> ExperimentOutput:
+    quick = size.quick
     s = _layerwise_sizes(quick, None if dims is None else _check_dims(dims))
 
     def per_d(d):  # m1 ≥ C(d+3, 3): the cubic features span every polynomial of degree ≤ 3
@@ -197,7 +198,8 @@ def _adam_sizes(quick: bool, dims) -> dict:
 
 @register("hierarchical-adam", "End-to-end Adam (μP) on h = C_d p³: feature correlation and test loss vs n and "
           "n/d³ for several d, with the kernel level", quick_seeds=3, full_seeds=5)
-def hierarchical_adam(quick: bool, sweep: Sweeper, dims=None, max_steps=None) -> ExperimentOutput:
+def hierarchical_adam(size: Size, sweep: Sweeper, dims=None, max_steps=None) -> ExperimentOutput:
+    quick = size.quick
     s = _adam_sizes(quick, None if dims is None else _check_dims(dims))
     if max_steps is not None:  # a cheaper cap than the default 20000 steps (reported in the parameters)
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:

@@ -26,7 +26,7 @@ from simulations.ridge import RidgeSpec, ridge_task
 from ..compare import Panel, SeedStack, Series
 from ..conventions import PROJECT_CONVENTION
 from ..ridge import GaussianCovariateModel, marchenko_pastur_ridge
-from . import ExperimentOutput, Sweeper, expected_numerics, peak_ns, register
+from . import ExperimentOutput, Size, Sweeper, expected_numerics, peak_ns, register
 
 
 def _simulate(sweep: Sweeper, spectrum: dict, y2: float, ns, lams) -> dict[str, SeedStack]:
@@ -78,7 +78,8 @@ def _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=1.0,
 
 @register("ridge-isotropic", "Isotropic Gaussian features: deterministic equivalent, "
           "Marchenko–Pastur closed form and simulation", quick_seeds=20, full_seeds=50)
-def ridge_isotropic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def ridge_isotropic(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     p = 200 if quick else 1000
     noise = 0.1
     lams = np.array([0.0, 1e-3, 0.1, 1.0])
@@ -111,7 +112,8 @@ def ridge_isotropic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
 
 @register("ridge-power-law", "Power-law spectrum: double descent at n = p, optimal λ, and "
           "test error vs λ", quick_seeds=20, full_seeds=50)
-def ridge_power_law(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def ridge_power_law(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     p = 200 if quick else 1000
     alpha, beta, noise = 1.5, 1.0, 0.1
     spectrum = {"kind": "power-law", "p": p, "alpha": alpha, "beta": beta}

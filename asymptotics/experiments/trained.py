@@ -28,7 +28,7 @@ from ..compare import Panel, SeedStack, Series
 from ..conventions import lam_from_sum_loss
 from ..deep import linearized_covariances
 from ..ridge import GaussianCovariateModel
-from . import ExperimentOutput, InputError, Sweeper, expected_numerics, peak_ns, register
+from . import ExperimentOutput, Size, InputError, Sweeper, expected_numerics, peak_ns, register
 
 LAMBDA_CONVENTION = "paper λ_c (sum loss); project λ = λ_c / n"
 
@@ -119,7 +119,8 @@ def _mnist_sizes(quick: bool) -> dict:
 @register("mnist-even-odd", "Ridge on the features of a ReLU network trained with Adam (MNIST even/odd; digits "
           "with --quick): theory from plug-in moments vs ridge on held-out data, at several training times",
           quick_seeds=1, full_seeds=1)
-def mnist_even_odd(quick: bool, sweep: Sweeper, data: str | None = None) -> ExperimentOutput:
+def mnist_even_odd(size: Size, sweep: Sweeper, data: str | None = None) -> ExperimentOutput:
+    quick = size.quick
     _one_network(sweep, "mnist-even-odd")
     s = _mnist_sizes(quick)
     if data is not None:
@@ -175,7 +176,8 @@ def _linearised_at_init(res: dict, s: dict, ns) -> tuple[list[Series], float]:
 @register("trained-features-synthetic", "Linear regression, random 3-layer tanh features at initialisation "
           "and the same network after full-batch AdamW: ridge curves, plug-in and linearised theory",
           quick_seeds=1, full_seeds=1)
-def trained_features_synthetic(quick: bool, sweep: Sweeper) -> ExperimentOutput:
+def trained_features_synthetic(size: Size, sweep: Sweeper) -> ExperimentOutput:
+    quick = size.quick
     _one_network(sweep, "trained-features-synthetic")
     s = _synthetic_sizes(quick)
     ns = _grid_with_peaks(50, s["n_reg"], s["n_count"], [s["widths"][-1], s["d"]])
