@@ -162,11 +162,11 @@ def estimate_rate_check(n_samples, error, error_se):
 @register("deep-rf-finite-size", "Theory–simulation deviation at fixed n/p and λ as the widths grow; "
           "log-log slope", quick_seeds=16, full_seeds=32)
 def deep_rf_finite_size(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
     """Checks (tolerance fixed before the run): for each theory variant, the exponent of
     |mean − theory|/theory ∝ p^a fitted by :func:`asymptotics.verdict.power_law_fit` (weights from
     the standard error of the simulated mean, delta method) must be negative — its 95 % interval
     lies entirely below 0 (:func:`~asymptotics.verdict.sign_check`)."""
+    quick = size.quick
     widths = [100, 200, 400, 800] if quick else [100, 200, 400, 800, 1600, 3200]
     lam, ratio = 0.01, 2.0
     keys = {"per-neuron variances": True, "mean variance": False}
@@ -242,12 +242,12 @@ def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, 
 @register("deep-rf-estimated", "Theory from Ω, Φ, Ψ estimated from samples vs the linearised theory: "
           "error of the estimate vs the number of samples", quick_seeds=3, full_seeds=5)
 def deep_rf_estimated(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
     """Check (tolerance fixed before the run): the exponent of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F ∝ m^a in the
     number m of samples, fitted by :func:`asymptotics.verdict.power_law_fit` (weights from the
     standard error over seeds), has −1/2 (the Monte-Carlo rate) inside its 95 % interval
     (:func:`~asymptotics.verdict.interval_check`). It fails once the error reaches the
     linearisation's own floor (Ω̂ → E[φφᵀ] ≠ Ω_lin)."""
+    quick = size.quick
     s = _sizes(quick)
     spec = network_spec(s["d"], [s["p"]] * 2, ["tanh"] * 2)
     model = theory_model(spec)

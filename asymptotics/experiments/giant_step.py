@@ -413,7 +413,6 @@ def spiked_rf(size: Size, sweep: Sweeper) -> ExperimentOutput:
           "for three c, below the one-direction plateau 55/384 ≈ 0.1432 and falling with d (leap 2 at n ~ d²)",
           quick_seeds=3, full_seeds=5)
 def specialisation(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
     """single_step.ipynb's setting (T1, ReLU, p = 2d, η = 10√(np), λ_P = 1, preprocessing, fresh
     readout batch of n samples), float32, at n = c d² for c ∈ {0.5, 1, 2}.
 
@@ -421,6 +420,7 @@ def specialisation(size: Size, sweep: Sweeper) -> ExperimentOutput:
     plateau 55/384 by more than 1.645 standard errors over seeds (one-sided 95 %), and the error at
     the largest d is below the one at the second largest by more than 1.645 standard errors of the
     difference (independent seeds)."""
+    quick = size.quick
     s = dict(ds=[64, 128, 256], cs=[0.5, 1.0, 2.0], n_test=10_000) if quick else \
         dict(ds=[64, 128, 256, 512], cs=[0.5, 1.0, 2.0], n_test=50_000)
     ds, cs = s["ds"], s["cs"]
@@ -469,7 +469,6 @@ def _hard_direction(name: str) -> np.ndarray:
           "the leap-2 direction (θ1 − θ2)/√2 at n = 4d (random level, not learned) vs n = d² (learned), vs d",
           quick_seeds=3, full_seeds=5)
 def hard_direction(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
     """Statistic Q = d · mean_j (ŵ_j·u_hard)² over the p rows after the step (ŵ_j = w_j/|w_j|): 1 for
     rows with no overlap beyond the random one (E (ŵ·u)² = 1/d), ∝ d for rows that learned u_hard.
     The staircase (asymptotics.giant_step, leap rule) says one step at n = Θ(d) learns only v*; at
@@ -477,6 +476,7 @@ def hard_direction(size: Size, sweep: Sweeper) -> ExperimentOutput:
 
     Checks (fixed in advance): at n = 4d, Q consistent with 1 at every d (|z| ≤ 3, standard error over
     seeds); at n = d², Q above 1 by more than 1.645 standard errors at every d."""
+    quick = size.quick
     s = dict(ds=[32, 64, 128], n_test=2000) if quick else dict(ds=[64, 128, 256, 512], n_test=10_000)
     ds = np.asarray(s["ds"], dtype=float)
     u = _hard_direction("T1")
