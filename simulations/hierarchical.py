@@ -79,6 +79,7 @@ the mini-batch order of epoch k from stream(seed, "shuffle", k). The training se
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -92,6 +93,7 @@ from numba import njit, prange
 from asymptotics import functions
 from asymptotics.validation import choice, float_dtype, nonneg_int, pos_float, pos_int
 
+from .checkpoint import segments
 from .linalg import ridge_from_gram
 from .optim import Adam
 from .rng import SeedLike, seed_sequence, stream
@@ -855,7 +857,12 @@ def _cubic_gram(problem, eng, n, chunk, dt):
     m1 = eng.Z.shape[1]
     G, Phi_y, Phi_sum = np.zeros((m1, m1)), np.zeros(m1), np.zeros(m1)
     block = eng.block
-    for _, X1, h, _p in problem.stream("D1", n, chunk, dtype=dt):
+    seg = segments("gram", {"n": n, "m1": m1, "chunk": chunk, "block": block, "dtype": dt.name,
+                            "theta": _digest(eng.thetaT)})
+    done = _resume_sums(seg, (G, Phi_y, Phi_sum))
+    for start, X1, h, _p in problem.stream("D1", n, chunk, dtype=dt):
+        if start < done:  # accumulated before the checkpoint (the rows are drawn again, cheaply)
+            continue
         for s in range(0, len(h), block):
             Z = eng.Z[: min(block, len(h) - s)]
             np.matmul(X1[s:s + len(Z)], eng.thetaT, out=Z)
@@ -864,7 +871,22 @@ def _cubic_gram(problem, eng, n, chunk, dt):
             G += Phi.T @ Phi
             Phi_y += h[s:s + len(Z)] @ Phi
             Phi_sum += Phi.sum(axis=0)
+        seg.save_if_due(lambda: {"rows": start + len(h), "sums": [G, Phi_y, Phi_sum]})
     return G / n, Phi_y / n, Phi_sum
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()[:32]
+
+
+def _resume_sums(seg, sums: tuple) -> int:
+    """Load the sums of a checkpointed pass over a data set in place; the rows already summed."""
+    state = seg.resume()
+    if state is None:
+        return 0
+    for mine, saved in zip(sums, state["sums"]):
+        mine[...] = saved
+    return state["rows"]
 
 
 def _bias_scale(problem, eng, net, spec, G, Phi_sum, dt) -> float:
@@ -885,12 +907,18 @@ def _relu_gram(problem, eng, net, n2, chunk, dt):
     """Stage-2 statistics on D2: K = ΨᵀΨ/n2 and Ψᵀ(y − ĝ)/n2, Ψ = ReLU(ĝ aᵀ + 1bᵀ)."""
     m2 = net.m2
     K, rhs = np.zeros((m2, m2)), np.zeros(m2)
-    for _, X1, h, _p in problem.stream("D2", n2, chunk, dtype=dt):
+    seg = segments("relu-gram", {"n": n2, "chunk": chunk, "block": eng.block, "dtype": dt.name,
+                                 "net": _digest(eng.thetaT, net.u, net.a, net.b)})
+    done = _resume_sums(seg, (K, rhs))
+    for start, X1, h, _p in problem.stream("D2", n2, chunk, dtype=dt):
+        if start < done:
+            continue
         for s in range(0, len(h), eng.block):
             _, g = eng.features(X1[s:s + eng.block], net)
             Psi = np.maximum(np.multiply.outer(g, net.a) + net.b, 0.0)
             K += Psi.T @ Psi
             rhs += (h[s:s + len(g)] - g) @ Psi
+        seg.save_if_due(lambda: {"rows": start + len(h), "sums": [K, rhs]})
     return K / n2, rhs / n2
 
 
@@ -969,6 +997,10 @@ def _adam_fit(net, X1, y, eng, spec: AdamSpec, seed) -> tuple[int, bool, list[fl
     opt = Adam(list(net.tensors().values()), lr=spec.lr, betas=spec.betas, eps=spec.eps)
     history: list[float] = []
     step, epoch, converged = 0, 0, False
+    seg = segments("adam", {"n": n, "batch": batch, "spec": spec.key()})
+    saved = seg.resume()  # a checkpoint of an earlier run of this task: continue from there
+    if saved is not None:
+        step, epoch, converged, history = _adam_restore(saved, net, opt, plateau)
     while step < spec.max_steps and not converged:
         losses = []
         for idx in _minibatches(n, batch, seed, epoch):
@@ -983,7 +1015,25 @@ def _adam_fit(net, X1, y, eng, spec: AdamSpec, seed) -> tuple[int, bool, list[fl
             history.append(float(np.mean(losses)))
             converged = plateau.stop(history[-1])
         epoch += 1
+        seg.save_if_due(lambda: _adam_state(net, opt, plateau, step, epoch, converged, history))
     return step, converged, history
+
+
+def _adam_state(net, opt: Adam, plateau: _Plateau, step, epoch, converged, history) -> dict:
+    """Everything :func:`_adam_fit` carries from one epoch to the next (a checkpoint)."""
+    return {"tensors": net.tensors(), "m": list(opt.m), "v": list(opt.v), "t": opt.t, "step": step, "epoch": epoch, "converged": converged,
+            "history": np.array(history, dtype=np.float64), "plateau": [plateau.ref, plateau.since]}
+
+
+def _adam_restore(state: dict, net, opt: Adam, plateau: _Plateau) -> tuple[int, int, bool, list[float]]:
+    """Load a state of :func:`_adam_state` in place (the optimiser holds the network's arrays)."""
+    for k, v in net.tensors().items():
+        v[...] = state["tensors"][k]
+    for mine, saved in zip(opt.m + opt.v, state["m"] + state["v"]):
+        mine[...] = saved
+    opt.t = state["t"]
+    plateau.ref, plateau.since = state["plateau"]
+    return state["step"], state["epoch"], state["converged"], state["history"].tolist()
 
 
 def _minibatches(n: int, batch: int, seed, epoch: int) -> list:

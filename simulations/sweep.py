@@ -95,6 +95,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .checkpoint import SEGMENT_SECONDS, Checkpoint, CheckpointWarning, active
 from .files import atomic_file
 from .rng import point_seed
 from .spec import ModelSpec, canonical, stable_hash
@@ -192,6 +193,8 @@ class SweepConfig:
     connect_timeout : seconds to wait for the dask scheduler (> 0, default 30).
     quiet : no progress bar.  threads : BLAS/Numba threads per task (workers × threads ≤ cores).
     seeds : number of seeds per parameter point (seed indices 0..seeds−1).  root_seed : the root seed.
+    checkpoint_every : seconds between two saves of a long task's loop state, with a cache
+        (:mod:`simulations.checkpoint`; default 120, 0 = at every boundary the loop offers).
     """
 
     backend: str = "serial"
@@ -203,6 +206,7 @@ class SweepConfig:
     seeds: int = 1
     root_seed: int = 0
     connect_timeout: float = 30.0
+    checkpoint_every: float = SEGMENT_SECONDS
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -226,6 +230,11 @@ class SweepConfig:
                 or not math.isfinite(float(t)) or float(t) <= 0):
             raise ValueError(f"connect_timeout must be a positive number of seconds, got {t!r}")
         object.__setattr__(self, "connect_timeout", float(t))
+        c = self.checkpoint_every
+        if (isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating))
+                or not math.isfinite(float(c)) or float(c) < 0):
+            raise ValueError(f"checkpoint_every must be a non-negative number of seconds, got {c!r}")
+        object.__setattr__(self, "checkpoint_every", float(c))
         if self.cache is not None:
             if not isinstance(self.cache, (str, os.PathLike)):
                 raise TypeError(f"cache must be a folder path, got {type(self.cache).__name__}")
@@ -756,12 +765,47 @@ def _task_threads(threads: int):
             numba.set_num_threads(previous)
 
 
-def _run_task(threads, fn, params, seed, entry):
-    """Run one task (in whichever process) under the thread limits, cache it; return
-    ("ok", result, note) or ("error", traceback, None). ``note`` says why the result could not
-    be cached (the result is returned all the same)."""
+class _EntryStore:
+    """The checkpoint states of one task (:mod:`simulations.checkpoint`), next to its cache entry:
+    ``<key>.<phase>.ckpt`` in the cache-entry format (key ``<key>.<phase>.ckpt``, same task)."""
+
+    def __init__(self, entry: _Entry):
+        self.entry = entry
+
+    def _entry(self, phase: str) -> _Entry:
+        name = f"{self.entry.key}.{phase}.ckpt"
+        return dataclasses.replace(self.entry, path=str(Path(self.entry.path).with_name(name)), key=name)
+
+    def save(self, phase: str, state: dict) -> None:
+        _write_entry(self._entry(phase), state)
+
+    def load(self, phase: str) -> dict | None:
+        entry = self._entry(phase)
+        if not os.path.lexists(entry.path):
+            return None
+        try:
+            return _read_entry(entry)
+        except _Corrupt as exc:
+            warnings.warn(f"checkpoint {_show(entry.path)} is not used: {exc}; the task starts from the beginning",
+                          CheckpointWarning, stacklevel=3)
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+            return None
+
+    def clear(self) -> None:
+        for path in Path(self.entry.path).parent.glob(f"{self.entry.key}.*.ckpt"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _run_task(threads, fn, params, seed, entry, every=SEGMENT_SECONDS):
+    """Run one task (in whichever process) under the thread limits, with its checkpoint active
+    when it is cached (resuming from its last segment), cache it and remove its checkpoints;
+    return ("ok", result, note) or ("error", traceback, None). ``note`` says why the result could
+    not be cached (the result is returned all the same)."""
+    checkpoint = Checkpoint(_EntryStore(entry), every) if entry is not None else None
     try:
-        with _task_threads(threads):
+        with _task_threads(threads), active(checkpoint):
             result = fn(params, seed)
     except Exception:
         return "error", traceback.format_exc(), None
@@ -771,6 +815,8 @@ def _run_task(threads, fn, params, seed, entry):
             _write_entry(entry, result)
         except Exception as exc:  # an unsupported result type, disk full, a directory in the way, …
             note = f"result not cached at {_show(entry.path)} ({type(exc).__name__}: {exc})"
+        else:
+            checkpoint.clear()
     return "ok", result, note
 
 
@@ -851,7 +897,7 @@ def run_sweep(fn: Callable[[Any, np.random.SeedSequence], Any], params: Sequence
         if bar is not None:
             bar.update(1)
 
-    args = [(config.threads, fn, tasks[i].params, seeds_of[i], entries[i]) for i in todo]
+    args = [(config.threads, fn, tasks[i].params, seeds_of[i], entries[i], config.checkpoint_every) for i in todo]
     try:
         _dispatch(config, todo, args, finish)
     finally:

@@ -29,6 +29,7 @@ network and the same snapshots.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import numpy as np
 from asymptotics import functions
 from asymptotics.validation import choice, float_dtype, nonneg_int, pos_int
 
+from .checkpoint import segments
 from .features import feature_map
 from .optim import Adam
 from .rng import SeedLike, stream
@@ -227,15 +229,23 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     per_epoch = math.ceil(n / bs)
     keep = _snapshot_steps(snapshots, epochs, per_epoch)
     opt = Adam(mlp.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
-    snaps, history, step = [], np.zeros(epochs), 0
+    snaps, history, step, first = [], np.zeros(epochs), 0, 0
+    seg = segments("train", {"shape": list(X.shape), "data": _digest(X, y), "epochs": epochs, "batch": bs,
+                             "hyper": [lr, weight_decay, decoupled, list(betas), eps], "snapshots": list(keep),
+                             "seed": repr(seed)})
+    saved = seg.resume()  # a checkpoint of an earlier run of this task: continue from there
+    if saved is not None:
+        first, step = _restore(saved, mlp, opt, history, snaps)
+        keep = [k for k in keep if k > step]
 
     def maybe_snapshot():
         if keep and step == keep[0]:
             keep.pop(0)
             snaps.append(Snapshot(step / per_epoch, step, mlp.copy(), _train_loss(mlp, X, y)))
 
-    maybe_snapshot()
-    for epoch in range(epochs):
+    if saved is None:
+        maybe_snapshot()
+    for epoch in range(first, epochs):
         order = np.arange(n) if bs == n else stream(seed, "batch-order", epoch).permutation(n)
         total = 0.0
         for start in range(0, n, bs):
@@ -245,4 +255,27 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
             total += loss * len(idx)
             maybe_snapshot()
         history[epoch] = total / n
+        seg.save_if_due(lambda: _state(mlp, opt, history, snaps, epoch + 1, step))
     return TrainResult(mlp, snaps, history, per_epoch)
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()[:32]
+
+
+def _state(mlp: MLP, opt: Adam, history, snaps, epoch: int, step: int) -> dict:
+    """Everything :func:`train` carries from one epoch to the next (a checkpoint), ``epoch`` the next one."""
+    return {"epoch": epoch, "step": step, "params": mlp.parameters(), "m": opt.m, "v": opt.v, "t": opt.t,
+            "history": history, "snapshots": [[s.epoch, s.step, s.mlp.parameters(), s.train_loss] for s in snaps]}
+
+
+def _restore(state: dict, mlp: MLP, opt: Adam, history, snaps: list) -> tuple[int, int]:
+    """Load a state of :func:`_state` in place (the optimiser holds the network's arrays);
+    return (next epoch, step)."""
+    for mine, saved in zip(mlp.parameters() + opt.m + opt.v, state["params"] + state["m"] + state["v"]):
+        mine[...] = saved
+    opt.t = state["t"]
+    history[...] = state["history"]
+    for epoch, step, params, loss in state["snapshots"]:
+        snaps.append(Snapshot(epoch, step, MLP(list(params[:-1]), list(mlp.activations), params[-1]), loss))
+    return state["epoch"], state["step"]
