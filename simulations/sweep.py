@@ -803,6 +803,9 @@ def _run_task(threads, fn, params, seed, entry, every=SEGMENT_SECONDS):
     when it is cached (resuming from its last segment), cache it and remove its checkpoints;
     return ("ok", result, note) or ("error", traceback, None). ``note`` says why the result could
     not be cached (the result is returned all the same)."""
+    if entry is not None and os.path.lexists(entry.path):  # cached by a worker that died before handing it over
+        with contextlib.suppress(_Corrupt):
+            return "ok", _read_entry(entry), None
     checkpoint = Checkpoint(_EntryStore(entry), every) if entry is not None else None
     try:
         with _task_threads(threads), active(checkpoint):
