@@ -108,6 +108,7 @@ from asymptotics.conventions import lam_from_scaled_features
 from asymptotics.functions import TARGETS
 from asymptotics.validation import choice, float_dtype, nonneg_float, nonneg_int, pos_int
 
+from .checkpoint import segments
 from .linalg import check_lams, ridge_from_gram
 from .rng import SeedLike, seed_sequence, stream
 from .spec import ModelSpec, register_spec
@@ -611,15 +612,22 @@ def _overlap(step, W, W_star, G=None) -> StepOverlap:
 
 
 def _first_layer(problem, steps, eta, n, preprocess, work, rows):
-    """The T gradient steps, each on a fresh batch: (W_T, overlaps after 0..T steps, (A, B))."""
+    """The T gradient steps, each on a fresh batch: (W_T, overlaps after 0..T steps, (A, B)).
+    The state after a step is checkpointed (:mod:`simulations.checkpoint`) and resumed from."""
     W = problem.W0.copy()
     overlaps = [_overlap(0, W, problem.W_star)]
-    prep = None
-    for t in range(steps):
+    prep, first = None, 0
+    seg = segments("steps", {"n": n, "steps": steps, "eta": eta, "preprocess": preprocess, "shape": list(W.shape)})
+    saved = seg.resume()
+    if saved is not None:
+        first, overlaps, prep = saved["t"], saved["overlaps"], saved["prep"]
+        W[...] = saved["W"]
+    for t in range(first, steps):
         prep = _linear_part(problem, "gd", t, n, rows, work.pool) if preprocess else None
         G = _gd_step(problem, W, t, n, prep, work, rows)
         W += eta * G
         overlaps.append(_overlap(t + 1, W, problem.W_star, G))
+        seg.save_if_due(lambda: {"t": t + 1, "W": W, "overlaps": overlaps, "prep": prep})
     return W, overlaps, prep
 
 

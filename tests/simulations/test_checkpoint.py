@@ -2,8 +2,9 @@
 its checkpoint gives exactly the bits of an uninterrupted run.
 
 * the loops: hierarchical Adam (full batch and mini-batches), the layer-wise Gram passes over D1
-  and D2, and the MLP training of :mod:`simulations.training` (full batch and mini-batches, with
-  snapshots), each interrupted after every possible segment k;
+  and D2, the MLP training of :mod:`simulations.training` (full batch and mini-batches, with
+  snapshots) and the giant steps of :mod:`simulations.giant_step`, each interrupted after every
+  possible segment k;
 * through the sweep: a cached task that dies after k segments leaves its checkpoints next to its
   cache entry, the rerun resumes from them (on the serial and processes backends), the result
   equals a run without cache and the checkpoints are removed once the result is cached;
@@ -19,7 +20,9 @@ import pytest
 
 import simulations.checkpoint as ck
 from simulations.checkpoint import Checkpoint, CheckpointWarning, MemoryStore, active
+from simulations.giant_step import GiantStepSpec, giant_step_task
 from simulations.hierarchical import AdamSpec, LayerwiseSpec, hierarchical_task, run_adam, run_layerwise
+from simulations.rng import seed_sequence
 from simulations.sweep import SweepError, run_sweep
 from simulations.training import init_mlp, train
 
@@ -108,6 +111,22 @@ def test_hierarchical_loops_resume_bit_identically_after_every_segment(case):
         result, died, resumed = _interrupt_and_resume(run, k)
         assert died and resumed >= 1, (k, died, resumed)
         assert _same(result, reference), f"{case}: resumed after segment {k} of {segments} differs"
+
+
+@pytest.mark.parametrize("preprocess", [False, True])
+def test_giant_steps_resume_bit_identically_after_every_step(preprocess):
+    spec = GiantStepSpec(target="T1", activation="relu", d=24, p=32, n=300, steps=4, eta="sqrt", eta_c=1.0, lam=0.1,
+                         n_test=400, a_init="gauss", preprocess=preprocess, rows=True)
+
+    def run():
+        return giant_step_task(spec, seed_sequence(5))
+    reference = run()
+    assert _segments(run) == 4
+    for k in range(1, 5):
+        result, died, resumed = _interrupt_and_resume(run, k)
+        assert died and resumed == 1
+        assert _same({k: v for k, v in result.items() if k != "wall_time"},
+                     {k: v for k, v in reference.items() if k != "wall_time"}), f"resumed after step {k} differs"
 
 
 def _train_run(batch_size, epochs=7):
