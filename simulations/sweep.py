@@ -46,7 +46,15 @@ Cache
     before any task is computed; a result that cannot be written is kept (and reported with
     :class:`CacheWriteWarning`), never thrown away. A rerun (for instance after the sweep was
     killed, SIGKILL included) loads finished tasks and computes only the rest. Entries of
-    earlier releases (``.pkl``) are ignored.
+    earlier releases (``.pkl``) are ignored. A task sent again (dask, after a worker died) whose
+    entry already exists is read, not recomputed.
+
+Checkpoints
+    With a cache, every task runs with a :class:`simulations.checkpoint.Checkpoint` active (a
+    context variable: the task's signature is unchanged, on every backend): its long loops save
+    their state every ``checkpoint_every`` seconds next to its entry (``<key>.<phase>.ckpt``, the
+    entry format) and a rerun of the task resumes from it, bit-identically; the checkpoints are
+    removed once the result is cached.
 
 Dask scheduler
     ``scheduler=ADDRESS`` is checked before any task is sent: a closed port, a host that does
