@@ -491,7 +491,11 @@ def _checksum(header: dict, arrays: dict) -> str:
     for name in sorted(arrays):
         a = arrays[name]
         h.update(f"\0{name}\0{np.lib.format.dtype_to_descr(a.dtype)!r}\0{a.shape!r}\0".encode())
-        h.update(a.tobytes(order="C"))
+        # the C-order bytes, 16 MiB at a time (a checkpointed Gram matrix may hold 2 GB: no copy of it)
+        flat = np.ascontiguousarray(a).reshape(-1)
+        step = max(1, (1 << 24) // max(1, a.dtype.itemsize))
+        for i in range(0, flat.size, step):
+            h.update(flat[i:i + step].tobytes())
     return h.hexdigest()
 
 
