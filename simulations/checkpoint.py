@@ -146,7 +146,7 @@ class Segments:
 
     def __init__(self, kind: str, signature: Any):
         self.checkpoint = current()
-        self.signature = signature
+        self.signature = signature() if callable(signature) and self.checkpoint is not None else signature
         self.phase = self.checkpoint.phase_name(kind) if self.checkpoint is not None else kind
 
     def resume(self) -> dict | None:
@@ -173,5 +173,6 @@ class Segments:
 
 def segments(kind: str, signature: Any = None) -> Segments:
     """The segments of a loop of kind ``kind`` (a phase name such as ``"adam"``, ``"gram"``) whose
-    identity is ``signature`` (JSON-like: shapes, sizes, hyper-parameters); see the module docstring."""
+    identity is ``signature`` (JSON-like: shapes, sizes, hyper-parameters, digests of the data; or a
+    function returning it, called only when a checkpoint is active); see the module docstring."""
     return Segments(kind, signature)

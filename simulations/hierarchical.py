@@ -857,8 +857,8 @@ def _cubic_gram(problem, eng, n, chunk, dt):
     m1 = eng.Z.shape[1]
     G, Phi_y, Phi_sum = np.zeros((m1, m1)), np.zeros(m1), np.zeros(m1)
     block = eng.block
-    seg = segments("gram", {"n": n, "m1": m1, "chunk": chunk, "block": block, "dtype": dt.name,
-                            "theta": _digest(eng.thetaT)})
+    seg = segments("gram", lambda: {"n": n, "m1": m1, "chunk": chunk, "block": block, "dtype": dt.name,
+                                    "theta": _digest(eng.thetaT)})
     done = _resume_sums(seg, (G, Phi_y, Phi_sum))
     for start, X1, h, _p in problem.stream("D1", n, chunk, dtype=dt):
         if start < done:  # accumulated before the checkpoint (the rows are drawn again, cheaply)
@@ -907,8 +907,8 @@ def _relu_gram(problem, eng, net, n2, chunk, dt):
     """Stage-2 statistics on D2: K = ΨᵀΨ/n2 and Ψᵀ(y − ĝ)/n2, Ψ = ReLU(ĝ aᵀ + 1bᵀ)."""
     m2 = net.m2
     K, rhs = np.zeros((m2, m2)), np.zeros(m2)
-    seg = segments("relu-gram", {"n": n2, "chunk": chunk, "block": eng.block, "dtype": dt.name,
-                                 "net": _digest(eng.thetaT, net.u, net.a, net.b)})
+    seg = segments("relu-gram", lambda: {"n": n2, "chunk": chunk, "block": eng.block, "dtype": dt.name,
+                                         "net": _digest(eng.thetaT, net.u, net.a, net.b)})
     done = _resume_sums(seg, (K, rhs))
     for start, X1, h, _p in problem.stream("D2", n2, chunk, dtype=dt):
         if start < done:

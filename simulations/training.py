@@ -230,9 +230,9 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     keep = _snapshot_steps(snapshots, epochs, per_epoch)
     opt = Adam(mlp.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
     snaps, history, step, first = [], np.zeros(epochs), 0, 0
-    seg = segments("train", {"shape": list(X.shape), "data": _digest(X, y), "epochs": epochs, "batch": bs,
-                             "hyper": [lr, weight_decay, decoupled, list(betas), eps], "snapshots": list(keep),
-                             "seed": repr(seed)})
+    seg = segments("train", lambda: {"shape": list(X.shape), "data": _digest(X, y), "epochs": epochs, "batch": bs,
+                                     "hyper": [lr, weight_decay, decoupled, list(betas), eps],
+                                     "snapshots": list(keep), "seed": repr(seed)})
     saved = seg.resume()  # a checkpoint of an earlier run of this task: continue from there
     if saved is not None:
         first, step = _restore(saved, mlp, opt, history, snaps)
