@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import distributed  # noqa: F401  (the [dask] extra is installed wherever the tests run: never skipped)
@@ -137,7 +136,6 @@ def _group_of(pid: int) -> int | None:
 def test_a_killed_worker_loses_at_most_one_segment_and_the_results_equal_a_serial_run(cluster, tmp_path):
     import cluster_tasks
 
-    t_start = time.monotonic()
     _wait_for_workers(cluster.address, 2, timeout=40)
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -183,4 +181,3 @@ def test_a_killed_worker_loses_at_most_one_segment_and_the_results_equal_a_seria
     pids = {pid for j, _, pid in steps if j == killed_task}
     assert len(pids) == 2, "the killed task was finished by the other worker"
     assert not list((tmp_path / "cache" / "cluster").glob("*.ckpt")), "checkpoints removed once cached"
-    assert time.monotonic() - t_start < 60
