@@ -79,7 +79,6 @@ the mini-batch order of epoch k from stream(seed, "shuffle", k). The training se
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -93,7 +92,7 @@ from numba import njit, prange
 from asymptotics import functions
 from asymptotics.validation import choice, float_dtype, nonneg_int, pos_float, pos_int
 
-from .checkpoint import segments
+from .checkpoint import digest, segments
 from .linalg import ridge_from_gram
 from .optim import Adam
 from .rng import SeedLike, seed_sequence, stream
@@ -858,7 +857,7 @@ def _cubic_gram(problem, eng, n, chunk, dt):
     G, Phi_y, Phi_sum = np.zeros((m1, m1)), np.zeros(m1), np.zeros(m1)
     block = eng.block
     seg = segments("gram", lambda: {"n": n, "m1": m1, "chunk": chunk, "block": block, "dtype": dt.name,
-                                    "theta": _digest(eng.thetaT)})
+                                    "theta": digest(eng.thetaT)})
     done = _resume_sums(seg, (G, Phi_y, Phi_sum))
     for start, X1, h, _p in problem.stream("D1", n, chunk, dtype=dt):
         if start < done:  # accumulated before the checkpoint (the rows are drawn again, cheaply)
@@ -873,10 +872,6 @@ def _cubic_gram(problem, eng, n, chunk, dt):
             Phi_sum += Phi.sum(axis=0)
         seg.save_if_due(lambda: {"rows": start + len(h), "sums": [G, Phi_y, Phi_sum]})
     return G / n, Phi_y / n, Phi_sum
-
-
-def _digest(*arrays: np.ndarray) -> str:
-    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()[:32]
 
 
 def _resume_sums(seg, sums: tuple) -> int:
@@ -908,7 +903,7 @@ def _relu_gram(problem, eng, net, n2, chunk, dt):
     m2 = net.m2
     K, rhs = np.zeros((m2, m2)), np.zeros(m2)
     seg = segments("relu-gram", lambda: {"n": n2, "chunk": chunk, "block": eng.block, "dtype": dt.name,
-                                         "net": _digest(eng.thetaT, net.u, net.a, net.b)})
+                                         "net": digest(eng.thetaT, net.u, net.a, net.b)})
     done = _resume_sums(seg, (K, rhs))
     for start, X1, h, _p in problem.stream("D2", n2, chunk, dtype=dt):
         if start < done:

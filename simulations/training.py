@@ -29,7 +29,6 @@ network and the same snapshots.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ import numpy as np
 from asymptotics import functions
 from asymptotics.validation import choice, float_dtype, nonneg_int, pos_int
 
-from .checkpoint import segments
+from .checkpoint import digest, segments
 from .features import feature_map
 from .optim import Adam
 from .rng import SeedLike, stream
@@ -230,7 +229,7 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     keep = _snapshot_steps(snapshots, epochs, per_epoch)
     opt = Adam(mlp.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
     snaps, history, step, first = [], np.zeros(epochs), 0, 0
-    seg = segments("train", lambda: {"shape": list(X.shape), "data": _digest(X, y), "epochs": epochs, "batch": bs,
+    seg = segments("train", lambda: {"shape": list(X.shape), "data": digest(X, y), "epochs": epochs, "batch": bs,
                                      "hyper": [lr, weight_decay, decoupled, list(betas), eps],
                                      "snapshots": list(keep), "seed": repr(seed)})
     saved = seg.resume()  # a checkpoint of an earlier run of this task: continue from there
@@ -259,10 +258,6 @@ def train(mlp: MLP, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int | No
     return TrainResult(mlp, snaps, history, per_epoch)
 
 
-def _digest(*arrays: np.ndarray) -> str:
-    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()[:32]
-
-
 def _state(mlp: MLP, opt: Adam, history, snaps, epoch: int, step: int) -> dict:
     """Everything :func:`train` carries from one epoch to the next (a checkpoint), ``epoch`` the next one."""
     return {"epoch": epoch, "step": step, "params": mlp.parameters(), "m": opt.m, "v": opt.v, "t": opt.t,
@@ -277,5 +272,6 @@ def _restore(state: dict, mlp: MLP, opt: Adam, history, snaps: list) -> tuple[in
     opt.t = state["t"]
     history[...] = state["history"]
     for epoch, step, params, loss in state["snapshots"]:
-        snaps.append(Snapshot(epoch, step, MLP(list(params[:-1]), list(mlp.activations), params[-1]), loss))
+        weights = [np.array(w) for w in params]  # own, writable copies
+        snaps.append(Snapshot(epoch, step, MLP(weights[:-1], list(mlp.activations), weights[-1]), loss))
     return state["epoch"], state["step"]
