@@ -33,6 +33,7 @@ tasks in submission order; the calls of one experiment run one after another).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -388,6 +389,8 @@ def _dataset_shape(source: str) -> tuple[int, int]:
 
 
 def _trained_work(spec) -> dict:
+    if _fresh(spec):
+        return _fresh_work(spec)
     parts, dim = _trained_parts(spec)
     widths = [dim, *spec.widths]
     prods, acts = sum(a * b for a, b in zip(widths[:-1], widths[1:])), sum(spec.widths)
@@ -435,7 +438,92 @@ def _ridge_curves_work(spec, parts: dict, p: int) -> dict:
     return w
 
 
+def _fresh(spec) -> bool:
+    """The synthetic task that draws every sample fresh (no covariance / regression parts)."""
+    return hasattr(spec, "k") and not hasattr(spec, "n_cov")
+
+
+def _fresh_rows(spec, rows: float, widths: list, prods: float) -> dict:
+    """Drawing ``rows`` synthetic samples (inputs, teacher labels) and their features."""
+    w = _w(rng=rows * spec.d, gemm=2.0 * rows * spec.d * spec.k, elementwise=2.0 * rows * spec.k)
+    _add(w, _act(getattr(spec, "teacher", "tanh"), rows * spec.k))
+    if prods:
+        _add(w, _w(_x={_gemm_key(spec.dtype): 2.0 * rows * prods}, elementwise=rows * sum(widths[1:])))
+        _add(w, _act(spec.activation, rows * sum(widths[1:])))
+    return w
+
+
+def _fresh_evaluation(spec, p: int, widths: list, prods: float) -> dict:
+    """evaluate_fresh of one feature map of width p: moments, fresh fits, test (module trained)."""
+    n_test, lams = spec.n_test, np.asarray(spec.lam_grid())
+    L, cols = lams.shape[1], len(spec.ns) * spec.repeats * lams.shape[1]
+    w = _add(_fresh_rows(spec, n_test, widths, prods), _fresh_rows(spec, n_test, widths, prods))
+    _add(w, _w(gemm=float(n_test) * (p + 1) ** 2 + 2.0 * n_test * p * (cols + p + 2), lapack=_eigh(p),
+               elementwise=6.0 * n_test * (p + cols), steps=2 * n_test / 2048))
+    for i, n in enumerate(spec.ns):
+        k = min(n, p)
+        fit = _fresh_rows(spec, n, widths, prods)
+        if abs(n - p) < 0.2 * p or lams[i].min() == 0:
+            _add(fit, _w(lapack=_svd(n, p), elementwise=6.0 * n * p, gemm=2.0 * n * k + 2.0 * p * k * L))
+        else:
+            _add(fit, _w(gemm=2.0 * n * k * k + 2.0 * n * p * (1 + L), lapack=_eigh(k), elementwise=4.0 * n * p))
+        _add(w, fit, times=spec.repeats)
+    return w
+
+
+def _fresh_work(spec) -> dict:
+    widths = [spec.d, *spec.widths]
+    prods = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    params = prods + widths[-1]
+    batch = min(spec.batch_size or spec.n_adam, spec.n_adam)
+    steps = spec.epochs * -(-spec.n_adam // batch)
+    w = _add(_w(rng=params + spec.d * spec.k + spec.k), _fresh_rows(spec, spec.n_adam, widths, 0))
+    _add(w, _w(_x={_gemm_key(spec.dtype): 6.0 * spec.n_adam * prods * spec.epochs},
+               elementwise=spec.epochs * spec.n_adam * 4.0 * sum(spec.widths) + 12.0 * params * steps, steps=steps))
+    _add(w, _act(spec.activation, spec.epochs * spec.n_adam * 2.0 * sum(spec.widths)))
+    for _ in spec.snapshots:
+        _add(w, _fresh_evaluation(spec, widths[-1], widths, prods))
+        _add(w, _w(_x={_gemm_key(spec.dtype): 2.0 * spec.n_adam * prods}))  # the snapshot's training loss
+    return _add(w, _fresh_evaluation(spec, spec.d, [spec.d], 0))
+
+
+def _fresh_bytes(spec) -> int:
+    widths = [spec.d, *spec.widths]
+    p, n_max = max(widths), max(spec.ns)
+    k = min(n_max, p)
+    cols = len(spec.ns) * spec.repeats * np.asarray(spec.lam_grid()).shape[1]
+    params = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    chunk = min(spec.n_test, 4096)
+    return _F8 * (spec.n_adam * (spec.d + 2 * sum(spec.widths)) + 4 * p * p + 3 * n_max * p + k * (n_max + p)
+                  + 4 * k * k + p * cols + 3 * chunk * (p + cols) + 4 * params * (len(spec.snapshots) + 1))
+
+
+def _fresh_placeholder(spec, s: int) -> dict:
+    N, R, L = len(spec.ns), spec.repeats, np.asarray(spec.lam_grid()).shape[1]
+    rng = np.random.default_rng(s)
+
+    def evaluation(p: int, network: bool) -> dict:
+        out = {"omega": np.eye(p), "b": np.zeros(p), "y2": 1.0, "mean": np.zeros(p), "omega_half": np.eye(p),
+               "b_half": np.zeros(p), "y2_half": 1.0, "test_error": 1.0 + 0.01 * rng.random((N, R, L)),
+               "test_se": np.full((N, R, L), 0.01), "leverage_residual_ratio": 1.0}
+        return {**out, "network_test_mse": 1.0} if network else out
+
+    widths = [spec.d, *spec.widths]
+    out = {"snapshots": [{"epoch": float(e), "step": i, "train_loss": 1.0, **evaluation(widths[-1], True)}
+                         for i, e in enumerate(spec.snapshots)],
+           "loss_history": np.ones(spec.epochs),
+           "teacher": {"W": rng.standard_normal((spec.k, spec.d)) / math.sqrt(spec.d),
+                       "theta": rng.standard_normal(spec.k)}}
+    if spec.return_weights:
+        out["init_weights"] = [rng.standard_normal((b, a)) / math.sqrt(a) for a, b in zip(widths[:-1], widths[1:])]
+    out["linear"] = evaluation(spec.d, False)
+    out["sizes"] = {"adam": int(spec.n_adam), "test (and covariance)": int(spec.n_test)}
+    return out
+
+
 def _trained_bytes(spec) -> int:
+    if _fresh(spec):
+        return _fresh_bytes(spec)
     parts, dim = _trained_parts(spec)
     p = max([dim, *spec.widths])
     rows = sum(parts.values())
@@ -449,6 +537,8 @@ def _trained_bytes(spec) -> int:
 
 
 def _trained_placeholder(spec, s: int) -> dict:
+    if _fresh(spec):
+        return _fresh_placeholder(spec, s)
     parts, dim = _trained_parts(spec)
     N, R, L = len(spec.ns), spec.repeats, np.asarray(spec.lam_grid()).shape[1]
     rng = np.random.default_rng(s)
@@ -555,10 +645,14 @@ def _trained_common(widths, epochs, ns):
 def _synthetic_instances():
     from .trained import SyntheticTrainedSpec
 
-    return (SyntheticTrainedSpec(d=16, k=16, n_adam=128, n_cov=512, n_reg=256, n_test=256,
-                                 **_trained_common((32, 32), 5, (20, 100))),
-            SyntheticTrainedSpec(d=64, k=64, n_adam=512, n_cov=4096, n_reg=1024, n_test=1024,
-                                 **_trained_common((128, 128), 40, (50, 200, 900))))
+    fields = {f.name for f in dataclasses.fields(SyntheticTrainedSpec)}
+
+    def spec(parts: dict, widths, epochs, ns):
+        return SyntheticTrainedSpec(**{k: v for k, v in parts.items() if k in fields},
+                                    **_trained_common(widths, epochs, ns))
+
+    return (spec(dict(d=16, k=16, n_adam=128, n_cov=512, n_reg=256, n_test=256), (32, 32), 5, (20, 100)),
+            spec(dict(d=64, k=64, n_adam=512, n_cov=4096, n_reg=1024, n_test=2048), (128, 128), 40, (50, 200, 900)))
 
 
 def _mnist_instances():
@@ -767,6 +861,23 @@ def _calibrate_task(model: TaskModel, rates: dict) -> dict:
             "measured_s": [t_small, t_large], "model_s": [m_small, m_large]}
 
 
+def _measure_pool_start() -> float:
+    """Seconds a sweep on the "processes" backend spends starting its workers: a sweep of two
+    tiny ridge tasks on two worker processes, less the tasks' own time, scaled to an idle machine
+    by the load average at the time (see :func:`estimate`)."""
+    from .ridge import ridge_task
+    from .sweep import run_sweep
+
+    small = _ridge_instances()[0]
+    workers = min(2, _cores())
+    load = _load_average()
+    w0 = time.perf_counter()
+    run_sweep(ridge_task, [small], 2, experiment="calibration", backend="processes", workers=workers, quiet=True)
+    wall = time.perf_counter() - w0
+    share = 1.0 if load is None else min(1.0, _cores() / (load + workers))  # as on an idle machine
+    return max(0.0, wall * share - 2 * _median_time(lambda: ridge_task(small, 0), 1))
+
+
 @dataclass
 class Calibration:
     """Rates per kind of work and a (factor, overhead, startup) per cost model, for this machine."""
@@ -777,6 +888,7 @@ class Calibration:
     path: str | None = None
     created: str = ""
     recalibrated: list = field(default_factory=list)
+    pool_start_s: float | None = None
 
     def task_seconds(self, fn: Callable, spec) -> float:
         """Predicted seconds of one task on one core: overhead + factor · Σ work / rate."""
@@ -796,10 +908,12 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("format") == _FORMAT else None
 
 
-def calibrate(kinds: Sequence[str] | None = None, *, refresh: bool = False, folder=None) -> Calibration:
+def calibrate(kinds: Sequence[str] | None = None, *, refresh: bool = False, folder=None,
+              pool: bool = False) -> Calibration:
     """The calibration of the cost models ``kinds`` (default all) on this machine: read from the
     cache (:func:`cache_dir` or ``folder``) when its machine facts and the simulators' source
-    hashes match, otherwise measured (about a second per model) and written back atomically."""
+    hashes match, otherwise measured (about a second per model) and written back atomically.
+    ``pool``: also the start-up time of a pool of worker processes (once, a second or two)."""
     from .sweep import _task_threads
 
     folder = Path(folder) if folder is not None else cache_dir()
@@ -810,19 +924,23 @@ def calibrate(kinds: Sequence[str] | None = None, *, refresh: bool = False, fold
         data = {"format": _FORMAT, "machine": facts, "rates": None, "tasks": {}}
     wanted = sorted(MODELS) if kinds is None else sorted(set(kinds))
     todo = [k for k in wanted if (data["tasks"].get(k) or {}).get("code") != _source_hash(MODELS[k])]
-    if data["rates"] is None or todo:
+    measure_pool = pool and data.get("pool_start_s") is None
+    if data["rates"] is None or todo or measure_pool:
         with _task_threads(1):
             if data["rates"] is None:
                 data["rates"] = _measure_rates()
             for kind in todo:
                 data["tasks"][kind] = {**_calibrate_task(MODELS[kind], data["rates"]),
                                        "code": _source_hash(MODELS[kind])}
+        if measure_pool:
+            data["pool_start_s"] = _measure_pool_start()
         data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with contextlib.suppress(OSError):  # an unwritable cache only costs a recalibration next time
             folder.mkdir(parents=True, exist_ok=True)
             with atomic_file(path) as fh:
                 fh.write(json.dumps(data, indent=1, sort_keys=True).encode())
-    return Calibration(facts, data["rates"], data["tasks"], str(path), data.get("created", ""), todo)
+    return Calibration(facts, data["rates"], data["tasks"], str(path), data.get("created", ""), todo,
+                       data.get("pool_start_s"))
 
 
 # ============================================================================ estimate
@@ -855,13 +973,14 @@ def _makespan(durations: Sequence[float], workers: int) -> float:
 
 
 def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: int | None = None,
-             other_seconds: float = 0.0, calibration: Calibration | None = None, pool_start_s: float = 1.0) -> dict:
+             other_seconds: float = 0.0, calibration: Calibration | None = None) -> dict:
     """Tasks, core-hours, peak memory per task and wall seconds of the planned ``calls``.
 
     ``workers``: for "processes"/"dask" (default: the cores of this machine; capped at the cores
     and at each call's number of tasks, as the sweep does); "serial" is one worker.
     ``other_seconds``: the experiment's own time outside the sweep (theory, figure), added to the
-    wall time. ``pool_start_s``: seconds to start a pool of workers (per sweep call, not serial).
+    wall time. Each sweep call on "processes" or "dask" also starts its workers (the calibrated
+    start-up of a process pool; a dask cluster's is taken to be the same).
 
     ``wall_seconds`` is the time on this machine when nothing else runs (calibrations are timed by
     :func:`busy_seconds`); ``wall_seconds_at_current_load`` divides it by the share of the cores
@@ -869,7 +988,8 @@ def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: 
     workers), at most 1): on a shared machine the measured wall time follows the load.
     """
     kinds = sorted({model_for(c.fn, p)[0].kind for c in calls for p in c.params})
-    cal = calibration if calibration is not None else calibrate(kinds)
+    cal = calibration if calibration is not None else calibrate(kinds, pool=backend != "serial")
+    pool_start_s = cal.pool_start_s or 0.0
     cores = _cores()
     w = 1 if backend == "serial" else max(1, min(workers or cores, cores))
     by_kind: dict = {}
