@@ -401,10 +401,13 @@ def spiked_rf(size: Size, sweep: Sweeper) -> ExperimentOutput:
                        eta=eta_t * p if a0 else None, lam_paper=s["lam_paper"], n_test=s["n_test"],
                        a_init="ones", w_init="sphere") for a in alphas]
         err = sweep.stack(giant_step_task, specs, "test_error")
-        series.append(Series(panel=panel, name=name, theory_x=grid, theory_y=th.test_error, sim_x=alphas,
-                             sim_mean=err.mean, sim_std=err.std, n_seeds=err.n, theory_at_sim=at.test_error,
-                             style={"color": f"C{j}"}))
-        notes[name] = {"c": at.c, "r": at.r, "gamma": at.gamma, "all converged": bool(np.all(at.converged))}
+        # a fixed point that did not converge has no theory value: drawn as a gap, excluded from
+        # the agreement (counted in n_excluded) and listed in the notes
+        series.append(Series(panel=panel, name=name, theory_x=grid,
+                             theory_y=np.where(th.converged, th.test_error, np.nan), sim_x=alphas, sim_mean=err.mean, sim_std=err.std, n_seeds=err.n,
+                             theory_at_sim=np.where(at.converged, at.test_error, np.nan), style={"color": f"C{j}"}))
+        notes[name] = {"c": at.c, "r": at.r, "gamma": at.gamma, "all converged": bool(np.all(at.converged)),
+                       "theory not converged at α": [float(a) for a in grid[~np.asarray(th.converged)]]}
     return ExperimentOutput(panels, series, title="One giant step, exact asymptotics (spiked random features)",
                             parameters={**s, "p": p, "theory": "asymptotics.spiked_rf, Marchenko–Pastur spectrum",
                                         "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
