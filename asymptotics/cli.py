@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from simulations.sweep import BACKENDS, CacheError, SchedulerError, SweepConfig, SweepError
 
@@ -198,20 +199,26 @@ def _megabytes(n: int) -> str:
 
 def _estimate(args) -> int:
     """``reproduce NAME --estimate [--json]``: the planned cost, nothing run, nothing written."""
+    startup = time.process_time()  # CPU time of this process so far (interpreter, imports): a run pays it too
     try:
         options = _options(args.set)
         est = experiments.estimate(args.name, quick=args.quick, size=args.size, seeds=args.seeds, seed=args.seed,
-                                   backend=args.backend, workers=args.workers, data=args.data, options=options)
+                                   backend=args.backend, workers=args.workers, cache=args.cache, data=args.data,
+                                   options=options)
     except experiments.InputError as exc:
         return _error(exc)
+    est["startup_seconds"] = startup
+    for key in ("wall_seconds", "wall_seconds_at_current_load", "other_seconds"):
+        est[key] += startup
     if args.json:
         print(json.dumps(est, default=float))
         return 0
-    print(f"{args.name} ({est['size']}, {est['seeds']} seeds): {est['tasks']} tasks, "
+    cached = f" ({est['cached_tasks']} already in the cache)" if est["cached_tasks"] else ""
+    print(f"{args.name} ({est['size']}, {est['seeds']} seeds): {est['tasks']} tasks{cached}, "
           f"{est['core_hours']:.3g} core-hours, peak memory per task {_megabytes(est['peak_memory_bytes'])}, "
           f"wall time ~{_duration(est['wall_seconds'])} on this machine (backend {est['backend']}, "
           f"{est['workers']} worker{'s' if est['workers'] > 1 else ''}; "
-          f"{_duration(est['other_seconds'])} of it outside the sweep)")
+          f"{_duration(est['other_seconds'])} of it outside the sweep: start-up, theory, figure)")
     load = est.get("load_average")
     if load is not None and est["wall_seconds_at_current_load"] > 1.2 * est["wall_seconds"]:
         print(f"  at the current load (load average {load:.1f} on {est['calibration']['machine']['cores']} cores): "

@@ -53,7 +53,7 @@ from .files import atomic_file
 
 __all__ = ["KINDS", "MODELS", "TaskModel", "Calibration", "model_for", "work", "flops", "peak_bytes",
            "placeholder", "calibrate", "cache_dir", "estimate", "PlannedCall", "CALIBRATION_FILE", "busy_seconds",
-           "machine"]
+           "machine", "cached_tasks"]
 
 #: The kinds of work a model counts (see the module docstring).
 KINDS = ("gemm", "gemm32", "lapack", "rng", "transcendental", "elementwise", "steps")
@@ -251,9 +251,21 @@ def _giant_work(spec) -> dict:
         _add(w, _giant_rows(spec, readout_rows, k))
     else:  # the last gradient batch is drawn again for the readout
         _add(w, _giant_rows(spec, n_ridge, k))
-    _add(w, _w(gemm=float(n_ridge) * p * p + 2.0 * n_ridge * p, lapack=_eigh(p), elementwise=4.0 * p * p + 4.0 * p * L))
+    _add(w, _w(gemm=float(n_ridge) * p * p + 2.0 * n_ridge * p, lapack=_giant_solve(spec, p, L),
+               elementwise=4.0 * p * p + 4.0 * p * L))
     _add(w, _giant_rows(spec, spec.n_test, k))
     return _add(w, _w(gemm=2.0 * spec.n_test * p * L + 2.0 * p * p * L, elementwise=3.0 * spec.n_test * L))
+
+
+def _giant_solve(spec, p: int, L: int) -> float:
+    """The readout solve from the Gram matrix: a Cholesky factorisation per λ for a short grid of
+    λ > 0 (the simulator's rule), else one eigendecomposition."""
+    from . import giant_step
+
+    lams = np.atleast_1d(np.asarray(spec.lam, dtype=np.float64))
+    if L <= getattr(giant_step, "_CHOLESKY_MAX_LAMS", 0) and np.all(lams > 0):
+        return L * (p**3 / 3.0 + 4.0 * p * p)
+    return _eigh(p)
 
 
 def _giant_bytes(spec) -> int:
@@ -946,11 +958,32 @@ def calibrate(kinds: Sequence[str] | None = None, *, refresh: bool = False, fold
 # ============================================================================ estimate
 @dataclass(frozen=True)
 class PlannedCall:
-    """One ``run_sweep`` call of an experiment: its task function, parameter points and seeds."""
+    """One ``run_sweep`` call of an experiment: its task function, parameter points and seeds;
+    ``cached``: one flag per task (point-major, as the sweep orders them), True where the cache
+    already holds its result (empty: none cached)."""
 
     fn: Callable
     params: tuple
     seeds: int
+    cached: tuple = ()
+
+
+def cached_tasks(fn: Callable, params: Sequence, seeds: int, *, experiment: str, config) -> tuple:
+    """For each task of ``run_sweep(fn, params, seeds, experiment=..., config=config)`` (point-major),
+    whether the cache of ``config`` holds an entry file for it. Reads only: nothing is created or
+    verified (a corrupt entry counts as cached here and is recomputed by the run)."""
+    from .spec import ModelSpec
+    from .sweep import Task, _cache_entries, _safe_name
+
+    if config.cache is None:
+        return ()
+    folder = Path(config.cache) / _safe_name(experiment)
+    if not folder.is_dir():
+        return ()
+    points = [p if isinstance(p, ModelSpec) else dict(p) for p in params]
+    tasks = [Task(p, s) for p in points for s in range(int(seeds))]
+    entries = _cache_entries(fn, tasks, experiment, config, None, folder)
+    return tuple(os.path.isfile(e.path) and not os.path.islink(e.path) for e in entries)
 
 
 def _load_average() -> float | None:
@@ -974,7 +1007,9 @@ def _makespan(durations: Sequence[float], workers: int) -> float:
 
 def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: int | None = None,
              other_seconds: float = 0.0, calibration: Calibration | None = None) -> dict:
-    """Tasks, core-hours, peak memory per task and wall seconds of the planned ``calls``.
+    """Tasks, core-hours, peak memory per task and wall seconds of the planned ``calls`` (tasks
+    already in the cache, ``PlannedCall.cached``, are counted in ``tasks`` and ``cached_tasks`` but
+    cost nothing).
 
     ``workers``: for "processes"/"dask" (default: the cores of this machine; capped at the cores
     and at each call's number of tasks, as the sweep does); "serial" is one worker.
@@ -994,31 +1029,38 @@ def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: 
     w = 1 if backend == "serial" else max(1, min(workers or cores, cores))
     by_kind: dict = {}
     total_s, wall, peak, tasks = 0.0, float(other_seconds), 0, 0
+    cached_total = 0
     for call in calls:
         durations, kinds_here = [], set()
-        for spec in call.params:
+        for i, spec in enumerate(call.params):
             model, spec_obj = model_for(call.fn, spec)
+            todo = call.seeds - sum(call.cached[i * call.seeds:(i + 1) * call.seeds])
+            cached_total += call.seeds - todo
             t = cal.task_seconds(call.fn, spec_obj)
             b = peak_bytes(call.fn, spec_obj)
-            durations += [t] * call.seeds
+            durations += [t] * todo
             kinds_here.add(model.kind)
-            entry = by_kind.setdefault(model.kind, {"tasks": 0, "core_seconds": 0.0, "peak_memory_bytes": 0,
-                                                    "flops": 0.0})
+            entry = by_kind.setdefault(model.kind, {"tasks": 0, "cached": 0, "core_seconds": 0.0,
+                                                    "peak_memory_bytes": 0, "flops": 0.0})
             entry["tasks"] += call.seeds
-            entry["core_seconds"] += t * call.seeds
-            entry["flops"] += flops(call.fn, spec_obj) * call.seeds
+            entry["cached"] += call.seeds - todo
+            entry["core_seconds"] += t * todo
+            entry["flops"] += flops(call.fn, spec_obj) * todo
             entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], b)
             peak = max(peak, b)
+        if not durations:
+            continue
         n_workers = min(w, max(1, len(durations)))
         startup = sum(cal.startup_seconds(k) for k in kinds_here)
         wall += _makespan(durations, n_workers) + startup + (pool_start_s if backend != "serial" else 0.0)
         total_s += sum(durations) + startup * n_workers
         tasks += len(durations)
+    tasks += cached_total
     for entry in by_kind.values():
         entry["core_hours"] = entry.pop("core_seconds") / 3600.0
     load = _load_average()
     share = 1.0 if load is None else min(1.0, cores / (load + w))
-    return {"tasks": tasks, "core_hours": total_s / 3600.0, "peak_memory_bytes": int(peak),
+    return {"tasks": tasks, "cached_tasks": cached_total, "core_hours": total_s / 3600.0, "peak_memory_bytes": int(peak),
             "wall_seconds": wall, "backend": backend, "workers": w, "other_seconds": float(other_seconds),
             "load_average": load, "wall_seconds_at_current_load": wall / share,
             "by_task": by_kind,

@@ -120,6 +120,17 @@ def test_estimate_honours_seeds_options_and_workers(calibration_dir):
     assert sweep_serial / par["workers"] * (1 - 1e-9) <= sweep_par <= sweep_serial * (1 + 1e-9)
 
 
+def test_estimate_counts_cached_tasks_as_free_and_writes_nothing(calibration_dir, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    first = experiments.estimate("ridge-isotropic", size="quick", seeds=1, cache=cache, figure=False)
+    assert first["cached_tasks"] == 0 and not cache.exists()
+    meta = experiments.run("ridge-isotropic", size="quick", seeds=1, cache=cache, out=out)
+    again = experiments.estimate("ridge-isotropic", size="quick", seeds=2, cache=cache, figure=False)
+    assert again["tasks"] == 2 * meta["sweep"]["total"] and again["cached_tasks"] == meta["sweep"]["total"]
+    assert again["core_hours"] < 0.75 * experiments.estimate("ridge-isotropic", size="quick", seeds=2,
+                                                            figure=False)["core_hours"]
+
+
 def _cli(*args, env) -> tuple[subprocess.CompletedProcess, float]:
     """Run the command line in a fresh process: (result, busy seconds = min(wall, child CPU))."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -153,12 +153,13 @@ class PlanningSweeper(Sweeper):
         self.placeholder_s = 0.0
 
     def __call__(self, fn, params: Sequence, seeds: int | None = None, paired: Sequence[str] = ()) -> list[list]:
-        from simulations.cost import PlannedCall, placeholder
+        from simulations.cost import PlannedCall, cached_tasks, placeholder
 
         seeds = self.seeds if seeds is None else seeds
-        t0 = time.perf_counter()
         params = tuple(params)
-        self.calls.append(PlannedCall(fn, params, int(seeds)))
+        cached = cached_tasks(fn, params, seeds, experiment=self.experiment, config=self.config)
+        t0 = time.perf_counter()
+        self.calls.append(PlannedCall(fn, params, int(seeds), cached))
         out = [[placeholder(fn, spec, s) for s in range(seeds)] for spec in params]
         self.stats.total += len(params) * seeds
         self.placeholder_s += time.perf_counter() - t0
@@ -307,13 +308,14 @@ def run(name: str, *, quick: bool = False, size: str | None = None, out="results
 
 
 def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: int | None = None, seed: int = 0,
-             backend: str = "serial", workers: int | None = None, data=None, options: dict | None = None,
+             backend: str = "serial", workers: int | None = None, cache=None, data=None, options: dict | None = None,
              figure: bool = True) -> dict:
     """The cost of ``run(name, ...)`` without running its sweep (``asymptotics reproduce NAME
     --estimate``): the experiment function runs with a :class:`PlanningSweeper` (its theory is
     computed, its tasks only recorded; with ``figure`` the figure is drawn in memory, as a run
     does), then :func:`simulations.cost.estimate` predicts the tasks' cost from the calibrated
-    cost models. Nothing is written but the calibration cache. Returns a dict with ``tasks``,
+    cost models; tasks whose results are already in ``cache`` cost nothing (``cached_tasks``).
+    Nothing is written but the calibration cache. Returns a dict with ``tasks``,
     ``core_hours``, ``peak_memory_bytes``, ``wall_seconds`` (for ``backend`` and ``workers``),
     ``other_seconds`` (the experiment's own time, measured here), ``by_task`` and ``calibration``.
     The same arguments as :func:`run` are checked the same way (:class:`InputError`)."""
@@ -325,10 +327,12 @@ def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: 
     if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
         raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
     try:
-        config = SweepConfig(backend=backend, workers=workers, seeds=n_seeds, root_seed=seed, quiet=True)
+        config = SweepConfig(backend=backend, workers=workers, cache=cache, seeds=n_seeds, root_seed=seed, quiet=True)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from None
     kwargs = _experiment_kwargs(exp, data, options)
+    if cache is not None:
+        _check_cache(cache)
     planner = PlanningSweeper(sweep_name(name, size), config)
 
     def plan():
