@@ -1,5 +1,9 @@
 """Command line: ``asymptotics list`` and ``asymptotics reproduce NAME``.
 
+``reproduce NAME --estimate [--json]`` prints the cost of the run (tasks, core-hours, peak memory
+per task, wall time on this machine for ``--backend``/``--workers``) without running its sweep
+(:func:`asymptotics.experiments.estimate`, ``docs/sizes.md``).
+
 Exit status: 0 on success; 2 for a user error (a bad flag or value, an unusable ``--out`` or
 ``--cache``, a bad data file, a dask scheduler that cannot be reached), reported as one line
 ``asymptotics: ...`` on stderr, never a traceback, and before any simulation runs; 1 when tasks

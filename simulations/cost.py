@@ -197,7 +197,7 @@ def _moments_bytes(spec) -> int:
     q = p + k + 1
     s, t = _layers(spec.network)
     widest = max(s + t)
-    return _F8 * (3 * spec.chunk * (q + widest) + 3 * q * q)
+    return _F8 * (3 * min(spec.chunk, spec.n_samples) * (q + widest) + 3 * q * q)
 
 
 def _moments_placeholder(spec, s: int) -> dict:
@@ -355,7 +355,7 @@ def _adam_work(spec) -> dict:
 def _hier_buffers(spec, m1: int, m2: int) -> int:
     from . import hierarchical
 
-    chunk = spec.chunk or hierarchical._CHUNK_ROWS
+    chunk = min(spec.chunk or hierarchical._CHUNK_ROWS, max(spec.n, spec.n_test))
     return _F8 * (chunk * (spec.d + 4) + spec.block * (m1 + 4 * m2) + 6 * spec.n_test + 12 * m1 * (spec.d + 2)
                   + 24 * m2)
 

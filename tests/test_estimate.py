@@ -72,6 +72,26 @@ def test_work_grows_with_the_instance_and_memory_is_positive(kind):
     assert cost.peak_bytes(fn, large) >= cost.peak_bytes(fn, small) > 0
 
 
+@pytest.mark.parametrize("kind", sorted(cost.MODELS))
+def test_peak_memory_formula_bounds_the_measured_peak(kind):
+    """The formula is an upper bound of the arrays' peak (numpy's allocations, as tracemalloc sees
+    them) and not more than 3 times it, on both calibration instances."""
+    import tracemalloc
+
+    model = cost.MODELS[kind]
+    fn = model.function()
+    for spec in model.instances():
+        seed = task_seed(0, "memory-test", spec, 0)
+        fn(spec, seed)  # caches and compiled kernels first
+        tracemalloc.start()
+        try:
+            fn(spec, seed)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert 0.8 * peak <= cost.peak_bytes(fn, spec) <= 3 * peak
+
+
 def test_ridge_flops_follow_the_svd_formula():
     """ridge_task's dominant cost is the thin SVD of the n × p sample: 4·n·p² + 8·p³ for n ≥ p."""
     from simulations.ridge import RidgeSpec, ridge_task
