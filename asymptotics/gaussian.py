@@ -411,9 +411,12 @@ def _estimate(act, r, rule, kinks, order, m=None):
 
 
 def _agree(old, new, order):
-    d, second = np.abs(new - old), new[:, -1]
+    """Rows where two rules agree to TOL of the Cauchy–Schwarz scales (module docstring): E σ² is
+    column 2 of the moments and the last column of the Hermite projections."""
+    col = 2 if order is None else -1
+    d, second = np.abs(new - old), new[:, col]
     scale = np.sqrt(second)
-    ok = d[:, -1] <= TOL * second
+    ok = d[:, col] <= TOL * second
     if order is None:
         ks2 = new[:, 3]
         ok &= (d[:, 0] <= TOL * scale) & (d[:, 1] <= TOL * scale)
