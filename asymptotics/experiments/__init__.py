@@ -145,7 +145,8 @@ class PlanningSweeper(Sweeper):
     parameter points, seeds) in ``calls`` and returns placeholder results of the right keys and
     shapes (:func:`simulations.cost.placeholder`), so that the experiment function runs to its
     end (its theory included) without simulating, writing outputs or touching a cache.
-    ``placeholder_s`` is the time spent making placeholders (not part of the experiment's own time)."""
+    ``placeholder_s`` is the (busy) time spent planning and making placeholders, not part of the
+    experiment's own time."""
 
     def __init__(self, experiment: str, config: SweepConfig):
         super().__init__(experiment=experiment, config=config)
@@ -153,16 +154,19 @@ class PlanningSweeper(Sweeper):
         self.placeholder_s = 0.0
 
     def __call__(self, fn, params: Sequence, seeds: int | None = None, paired: Sequence[str] = ()) -> list[list]:
-        from simulations.cost import PlannedCall, cached_tasks, placeholder
+        from simulations.cost import PlannedCall, busy_seconds, cached_tasks, placeholder
 
         seeds = self.seeds if seeds is None else seeds
         params = tuple(params)
-        cached = cached_tasks(fn, params, seeds, experiment=self.experiment, config=self.config)
-        t0 = time.perf_counter()
-        self.calls.append(PlannedCall(fn, params, int(seeds), cached))
-        out = [[placeholder(fn, spec, s) for s in range(seeds)] for spec in params]
+
+        def record():
+            cached = cached_tasks(fn, params, seeds, experiment=self.experiment, config=self.config)
+            self.calls.append(PlannedCall(fn, params, int(seeds), cached))
+            return [[placeholder(fn, spec, s) for s in range(seeds)] for spec in params]
+
+        out, busy = busy_seconds(record)  # measured as the planning is: see estimate()
         self.stats.total += len(params) * seeds
-        self.placeholder_s += time.perf_counter() - t0
+        self.placeholder_s += busy
         return out
 
 
