@@ -113,8 +113,8 @@ def feature_mean(weights: Sequence, activations, input_covariance=None, *, per_n
 
     The recursion (E-μ), (E-Ω) of the module docstring: μ_ℓ = κ0(m_ℓ, r_ℓ) with the pre-activation
     mean m_ℓ = W_ℓ μ_{ℓ−1} (μ_0 = 0) and variances from the centred covariances (per neuron or at
-    Tr C_ℓ/p_ℓ, ``per_neuron``). Exact at the first layer; deeper, exact up to the linearisation
-    of the covariances it uses. Zero for odd activations. Apply it to a teacher's chain for μ*.
+    Tr C_ℓ/p_ℓ, ``per_neuron``). Exact at the first layer with ``per_neuron=True`` (the variances
+    ‖w_i‖² then enter one by one); deeper, exact up to the linearisation of the covariances it uses. Zero for odd activations. Apply it to a teacher's chain for μ*.
     """
     student = list(weights)
     sigma = _input_covariance(input_covariance, student)
@@ -155,6 +155,8 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
     Ω (p_L × p_L), Φ (p_L × k), Ψ (k × k), all float64; see the module docstring for the
     recursion (E-μ), (E-Ω), with the means of every layer propagated.
     """
+    if not isinstance(center, (bool, np.bool_)):
+        raise TypeError(f"center must be True or False, got {center!r}")
     student = list(weights)
     sigma = _input_covariance(input_covariance, student)
     mats = _check_chain(student, "weights", sigma.shape[0])
