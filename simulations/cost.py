@@ -339,14 +339,18 @@ def _adam_batch(spec) -> int:
 
 
 def _adam_work(spec) -> dict:
-    """An upper bound: ``max_steps`` Adam steps (the plateau rule may stop earlier)."""
+    """An upper bound: ``max_steps`` Adam steps (the plateau rule may stop earlier). A training
+    pass evaluates the ReLU branch through its sorted kinks: O(log m2) per row, O(m2 log m2) per
+    step for the tables."""
     d, n, m2 = spec.d, spec.n, spec.m2
     m1 = spec.m1 or d * d
     batch, steps = _adam_batch(spec), spec.max_steps
     params = m1 * (d + 2) + 3 * m2
+    log_m2 = math.log2(m2 + 2)
     w = _w(rng=m1 * (d + 1) + 3 * m2 + d + n * d, elementwise=8.0 * n * d)  # init, the training set in memory
-    _add(w, _hier_rows(spec, batch, m1, m2, spec.dtype, draw=False, backward=True), times=steps)
-    _add(w, _w(elementwise=12.0 * params + (batch * (d + 2) if batch < n else 0)), times=steps)
+    _add(w, _hier_rows(spec, batch, m1, 0, spec.dtype, draw=False, backward=True), times=steps)
+    _add(w, _w(elementwise=12.0 * params + batch * 12.0 * log_m2 + m2 * (10.0 * log_m2 + 80.0)
+               + (batch * (d + 2) if batch < n else 0)), times=steps)
     _add(w, _hier_rows(spec, n, m1, m2, spec.dtype, draw=False))  # training correlation
     _add(w, _hier_rows(spec, spec.n_test, m1, m2, spec.dtype))  # test metrics
     return _add(w, _w(elementwise=30.0 * spec.n_test))
@@ -365,8 +369,16 @@ def _layerwise_bytes(spec) -> int:
 
 
 def _adam_bytes(spec) -> int:
-    m1 = spec.m1 or spec.d * spec.d
-    return _F8 * spec.n * (spec.d + 4) + _hier_buffers(spec, m1, spec.m2)
+    """The training set, the streaming buffers and the training pass's lanes of tiles."""
+    from . import hierarchical
+
+    m1, K = spec.m1 or spec.d * spec.d, spec.d + 1
+    size = 4 if spec.dtype == "float32" else _F8
+    lanes = getattr(hierarchical, "_LANES", 1)
+    fit = max(1, min(spec.block, getattr(hierarchical, "_TILE_BYTES", spec.block * m1 * size) // (m1 * size)))
+    tile = 1 << (fit.bit_length() - 1)
+    training = lanes * (size * (tile * (m1 + K) + m1 * K) + _F8 * (2 * tile + m1 * K + m1 + 4 * (spec.m2 + 1)))
+    return _F8 * spec.n * (spec.d + 4) + _hier_buffers(spec, m1, spec.m2) + training
 
 
 def _hier_placeholder(spec, s: int) -> dict:
@@ -423,7 +435,7 @@ def _trained_work(spec) -> dict:
     _add(w, _act(spec.activation, spec.epochs * n_adam * 2.0 * acts))
     evals = [widths[-1]] * len(spec.snapshots)
     for _ in spec.snapshots:  # a copy and its training loss, the features of three parts, the network's test MSE
-        _add(w, _w(_x={g: 2.0 * (n_adam + total_rows - n_adam + parts["test"]) * prods},
+        _add(w, _w(_x={g: 2.0 * (total_rows + parts["test"]) * prods},
                    elementwise=2.0 * (total_rows + parts["test"]) * acts + 2.0 * params))
         _add(w, _act(spec.activation, (total_rows + parts["test"]) * acts))
     for p in [*evals, dim]:
@@ -812,15 +824,12 @@ def busy_seconds(fn: Callable) -> tuple[Any, float]:
     return out, min(time.perf_counter() - w0, time.process_time() - c0)
 
 
-def _median_time(fn: Callable, repeats: int) -> float:
-    return float(np.median([busy_seconds(fn)[1] for _ in range(repeats)]))
-
-
 def _best_time(fn: Callable, repeats: int) -> float:
-    """The shortest of ``repeats`` timings after one warm-up call (a kernel's rate without the
-    interference of other processes)."""
+    """The shortest busy time of ``repeats`` calls after one warm-up call: the machine's own speed,
+    least disturbed by other processes (their load slows even the CPU time of a call: shared
+    caches, memory bandwidth, hyper-threads)."""
     fn()
-    return min(_median_time(fn, 1) for _ in range(repeats))
+    return min(busy_seconds(fn)[1] for _ in range(repeats))
 
 
 def _measure_rates() -> dict:
@@ -859,9 +868,10 @@ def _calibrate_task(model: TaskModel, rates: dict) -> dict:
     fn = model.function()
     small, large = model.instances()
     seed = task_seed(0, "calibration", small, 0)
-    cold = busy_seconds(lambda: fn(small, seed))[1]
-    t_small = _median_time(lambda: fn(small, seed), 3)
-    t_large = _median_time(lambda: fn(large, task_seed(0, "calibration", large, 0)), 2)
+    cold = busy_seconds(lambda: fn(small, seed))[1]  # the first call: Numba kernels loaded
+    t_small = _best_time(lambda: fn(small, seed), 3)
+    large_seed = task_seed(0, "calibration", large, 0)
+    t_large = min(busy_seconds(lambda: fn(large, large_seed))[1] for _ in range(2))
     m_small, m_large = (_seconds({k: max(0.0, v) for k, v in model.work(s).items()}, rates) for s in (small, large))
     factor = (t_large - t_small) / (m_large - m_small) if m_large > m_small else 0.0
     if not factor > 0:
@@ -887,7 +897,7 @@ def _measure_pool_start() -> float:
     run_sweep(ridge_task, [small], 2, experiment="calibration", backend="processes", workers=workers, quiet=True)
     wall = time.perf_counter() - w0
     share = 1.0 if load is None else min(1.0, _cores() / (load + workers))  # as on an idle machine
-    return max(0.0, wall * share - 2 * _median_time(lambda: ridge_task(small, 0), 1))
+    return max(0.0, wall * share - 2 * busy_seconds(lambda: ridge_task(small, 0))[1])
 
 
 @dataclass
