@@ -1016,13 +1016,15 @@ def _makespan(durations: Sequence[float], workers: int) -> float:
 
 
 def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: int | None = None,
-             other_seconds: float = 0.0, calibration: Calibration | None = None) -> dict:
+             other_seconds: float = 0.0, calibration: Calibration | None = None, remote: bool = False) -> dict:
     """Tasks, core-hours, peak memory per task and wall seconds of the planned ``calls`` (tasks
     already in the cache, ``PlannedCall.cached``, are counted in ``tasks`` and ``cached_tasks`` but
     cost nothing).
 
     ``workers``: for "processes"/"dask" (default: the cores of this machine; capped at the cores
-    and at each call's number of tasks, as the sweep does); "serial" is one worker.
+    and at each call's number of tasks, as the sweep does); "serial" is one worker. ``remote``: the
+    workers are a dask cluster elsewhere (``--scheduler``): ``workers`` is not capped at this
+    machine's cores, and each of them is taken to be as fast as one core here.
     ``other_seconds``: the experiment's own time outside the sweep (theory, figure), added to the
     wall time. Each sweep call on "processes" or "dask" also starts its workers (the calibrated
     start-up of a process pool; a dask cluster's is taken to be the same).
@@ -1036,7 +1038,7 @@ def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: 
     cal = calibration if calibration is not None else calibrate(kinds, pool=backend != "serial")
     pool_start_s = cal.pool_start_s or 0.0
     cores = _cores()
-    w = 1 if backend == "serial" else max(1, min(workers or cores, cores))
+    w = 1 if backend == "serial" else max(1, workers or cores) if remote else max(1, min(workers or cores, cores))
     by_kind: dict = {}
     total_s, wall, peak, tasks = 0.0, float(other_seconds), 0, 0
     cached_total = 0
