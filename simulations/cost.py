@@ -1040,45 +1040,48 @@ def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: 
     cores = _cores()
     w = 1 if backend == "serial" else max(1, workers or cores) if remote else max(1, min(workers or cores, cores))
     by_kind: dict = {}
-    total_s, wall, peak, tasks = 0.0, float(other_seconds), 0, 0
-    cached_total = 0
+    total_s, wall, tasks, cached = 0.0, float(other_seconds), 0, 0
     for call in calls:
-        durations, kinds_here = [], set()
-        for i, spec in enumerate(call.params):
-            model, spec_obj = model_for(call.fn, spec)
-            todo = call.seeds - sum(call.cached[i * call.seeds:(i + 1) * call.seeds])
-            cached_total += call.seeds - todo
-            t = cal.task_seconds(call.fn, spec_obj)
-            b = peak_bytes(call.fn, spec_obj)
-            durations += [t] * todo
-            kinds_here.add(model.kind)
-            entry = by_kind.setdefault(model.kind, {"tasks": 0, "cached": 0, "core_seconds": 0.0,
-                                                    "peak_memory_bytes": 0, "flops": 0.0})
-            entry["tasks"] += call.seeds
-            entry["cached"] += call.seeds - todo
-            entry["core_seconds"] += t * todo
-            entry["flops"] += flops(call.fn, spec_obj) * todo
-            entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], b)
-            peak = max(peak, b)
-        if not durations:
-            continue
-        n_workers = min(w, max(1, len(durations)))
-        startup = sum(cal.startup_seconds(k) for k in kinds_here)
-        wall += _makespan(durations, n_workers) + startup + (pool_start_s if backend != "serial" else 0.0)
-        total_s += sum(durations) + startup * n_workers
-        tasks += len(durations)
-    tasks += cached_total
+        durations, startup, n_cached = _call_durations(call, cal, by_kind)
+        cached += n_cached
+        tasks += len(durations) + n_cached
+        if durations:
+            n_workers = min(w, len(durations))
+            wall += _makespan(durations, n_workers) + startup + (pool_start_s if backend != "serial" else 0.0)
+            total_s += sum(durations) + startup * n_workers
     for entry in by_kind.values():
         entry["core_hours"] = entry.pop("core_seconds") / 3600.0
     load = _load_average()
     share = 1.0 if load is None else min(1.0, cores / (load + w))
-    return {"tasks": tasks, "cached_tasks": cached_total, "core_hours": total_s / 3600.0, "peak_memory_bytes": int(peak),
+    return {"tasks": tasks, "cached_tasks": cached, "core_hours": total_s / 3600.0,
+            "peak_memory_bytes": max((e["peak_memory_bytes"] for e in by_kind.values()), default=0),
             "wall_seconds": wall, "backend": backend, "workers": w, "other_seconds": float(other_seconds),
-            "load_average": load, "wall_seconds_at_current_load": wall / share,
-            "by_task": by_kind,
+            "load_average": load, "wall_seconds_at_current_load": wall / share, "by_task": by_kind,
             "upper_bound": "hierarchical-adam" in by_kind,
             "calibration": {"path": cal.path, "created": cal.created, "machine": cal.machine,
                             "recalibrated": list(cal.recalibrated)}}
+
+
+def _call_durations(call: PlannedCall, cal: Calibration, by_kind: dict) -> tuple[list, float, int]:
+    """(predicted seconds of each task still to compute, in submission order; the start-up of the
+    call's task kinds in a fresh worker; the number of cached tasks) of one sweep call, adding its
+    tasks to the per-kind totals ``by_kind``."""
+    durations, kinds, n_cached = [], set(), 0
+    for i, spec in enumerate(call.params):
+        model, spec_obj = model_for(call.fn, spec)
+        todo = call.seeds - sum(call.cached[i * call.seeds:(i + 1) * call.seeds])
+        n_cached += call.seeds - todo
+        t = cal.task_seconds(call.fn, spec_obj)
+        durations += [t] * todo
+        kinds.add(model.kind)
+        entry = by_kind.setdefault(model.kind, {"tasks": 0, "cached": 0, "core_seconds": 0.0,
+                                                "peak_memory_bytes": 0, "flops": 0.0})
+        entry["tasks"] += call.seeds
+        entry["cached"] += call.seeds - todo
+        entry["core_seconds"] += t * todo
+        entry["flops"] += flops(call.fn, spec_obj) * todo
+        entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], peak_bytes(call.fn, spec_obj))
+    return durations, sum(cal.startup_seconds(k) for k in kinds), n_cached
 
 
 def _main() -> int:  # pragma: no cover - a manual check: python -m simulations.cost
