@@ -679,11 +679,30 @@ def _synthetic_instances():
             spec(dict(d=64, k=64, n_adam=512, n_cov=4096, n_reg=1024, n_test=2048), (128, 128), 40, (50, 200, 900)))
 
 
+@lru_cache(maxsize=1)
+def _calibration_images() -> str:
+    """A small MNIST-format file (1500 + 300 random 28 × 28 images, Keras' ``mnist.npz`` layout) in
+    a temporary folder removed at exit: the even/odd task calibrates on it without any data set
+    installed."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="asymptotics-calibration-")
+    atexit.register(shutil.rmtree, folder, True)
+    rng = np.random.default_rng(0)
+    path = os.path.join(folder, "mnist.npz")
+    np.savez(path, x_train=rng.integers(0, 256, (1500, 28, 28), dtype=np.uint8), y_train=rng.integers(0, 10, 1500),
+             x_test=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 300))
+    return path
+
+
 def _mnist_instances():
     from .trained import TrainedSpec
 
-    return (TrainedSpec(data="digits", batch_size=128, **_trained_common((32, 32), 1, (20, 100))),
-            TrainedSpec(data="digits", batch_size=128, **_trained_common((128, 128), 6, (50, 200, 400))))
+    data = _calibration_images()
+    return (TrainedSpec(data=data, batch_size=128, **_trained_common((32, 32), 1, (20, 100))),
+            TrainedSpec(data=data, batch_size=128, **_trained_common((128, 128), 4, (50, 200, 400))))
 
 
 _TRAINED_SHARED = ("simulations.linalg", "simulations.rng", "simulations.data", "simulations.training",
