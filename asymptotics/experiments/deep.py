@@ -207,15 +207,16 @@ def _finite_size_series(w: np.ndarray, pooled: dict, draws: np.ndarray, seeds: i
     S_min as its number of seeds, so that the agreement z-score is (deviation − correction)/SE."""
     series, s_min = [], int(np.min(draws)) * seeds
     for j, (ratio, lam) in enumerate(FINITE_SIZE_SETTINGS):
-        name = f"n/p = {ratio:g}, λ = {lam:g}"
+        name, colour = f"n/p = {ratio:g}, λ = {lam:g}", f"C{j}"
         dev, se, gap = pooled["dev"][:, j], pooled["dev_se"][:, j], pooled["gap"][:, j]
         series.append(Series(panel="deviation", name=name, theory_x=w, theory_y=1 + gap, sim_x=w, sim_mean=1 + dev,
-                             sim_std=se * np.sqrt(s_min), n_seeds=s_min, theory_at_sim=1 + gap))
+                             sim_std=se * np.sqrt(s_min), n_seeds=s_min, theory_at_sim=1 + gap,
+                             style={"color": colour}))
         series.append(Series(panel="deviation/SE", name=f"{name}: linearised", sim_x=w, sim_mean=dev / se,
-                             sim_std=np.zeros_like(w), n_seeds=s_min, style={"marker": "o"}))
+                             sim_std=np.zeros_like(w), n_seeds=s_min, style={"marker": "o", "color": colour}))
         series.append(Series(panel="deviation/SE", name=f"{name}: every Hermite order", sim_x=w,
                              sim_mean=(dev - gap) / se, sim_std=np.zeros_like(w), n_seeds=s_min,
-                             style={"marker": "x"}))
+                             style={"marker": "x", "color": colour}))
     for z in (-3.0, 3.0):
         series.append(Series(panel="deviation/SE", name="±3 standard errors" if z > 0 else "", theory_x=w,
                              theory_y=np.full_like(w, z), style={"ls": ":", "color": "0.4"}))
@@ -258,8 +259,7 @@ def deep_rf_finite_size(size: Size, sweep: Sweeper) -> ExperimentOutput:
     print(f"deep-rf-finite-size: |kernel − linearised|/linearised ∝ p^{fit.exponent:.2f} "
           f"[{fit.interval[0]:.2f}, {fit.interval[1]:.2f}] (n/p = {ratio:g}, λ = {lam:g})")
     panels = [Panel("deviation", "p (width of both layers, d = p/2)", "ratio to the linearised theory",
-                    yscale="linear", title="points: simulation (mean over weight draws and seeds, bars: std over seeds); "
-                                           "lines: theory with every Hermite order"),
+                    yscale="linear", title="simulation (points, bars: std over seeds), every Hermite order (lines)"),
               Panel("deviation/SE", "p (width of both layers, d = p/2)", "(simulation − theory) / SE", yscale="linear",
                     title="deviation in standard errors: o linearised, x every Hermite order"),
               Panel("linearisation error", "p (width of both layers, d = p/2)", "|kernel − linearised| / linearised  [%]",
