@@ -32,7 +32,7 @@ import numpy as np
 
 from . import functions, gaussian
 
-__all__ = ["linearized_covariances", "layer_kappas", "kernel_covariances"]
+__all__ = ["linearized_covariances", "layer_kappas"]
 
 
 def _as_matrix(w, name: str) -> np.ndarray:
@@ -250,8 +250,9 @@ def kernel_covariances(weights: Sequence, activations, input_covariance=None, *,
         (Ω_ℓ)_ij = Σ_{k≥1} α_k(r_i) α_k(r_j) ρ_ij^k   (i ≠ j),       (Ω_ℓ)_ii = E σ(h_i)²,
 
     whose k = 1 term is the linearisation (κ1κ1ᵀ) ∘ C_ℓ and whose k ≥ 3 terms are the off-diagonal
-    higher Hermite components that (E-Ω) drops (they are O(1/p) in operator norm, the size of the
-    smallest eigenvalues times O(p^{-1}·d)). The series is cut at the first order K with
+    higher Hermite components that (E-Ω) drops: an O(1/p) perturbation in operator norm, against
+    smallest eigenvalues of Ω of order κ*², which moves the ridge error by O(1/p) (see
+    ``docs/theory/deep_features.md``, "Finite width"). The series is cut at the first order K with
     max|ρ|^{K+1}·max E σ² ≤ ``tol``; a ``UserWarning`` reports a remainder bound
     max|ρ|^{K+1}·max_i Σ_{k>K} α_k(r_i)² above ``tol`` (at order :data:`KERNEL_MAX_ORDER`).
     By Stein's lemma Φ = diag(κ1,L) W_L ⋯ diag(κ1,1) W_1 Σ exactly, as in the per-neuron
@@ -280,3 +281,6 @@ def kernel_covariances(weights: Sequence, activations, input_covariance=None, *,
                           f"weights[{i}])", UserWarning, stacklevel=2)
         cross = k1[:, None] * (w @ cross)
     return omega, cross, sigma.copy()
+
+
+__all__.append("kernel_covariances")
