@@ -193,10 +193,10 @@ def _pool_draws(draws: list[dict]) -> dict:
     D = mean (sim − lin)/lin with SE √(Σ se²/lin²)/K; G = mean (kernel − lin)/lin, the predicted
     finite-width correction, with the standard error of the mean over draws."""
     lin = np.array([d["linearised"] for d in draws])
-    rel = lambda key: np.array([d[key] for d in draws]) / lin - 1.0
+    sim, se, kernel = (np.array([d[key] for d in draws]) / lin for key in ("mean", "se", "kernel"))
     k = len(draws)
-    gap = rel("kernel")
-    return {"dev": rel("mean").mean(0), "dev_se": np.sqrt(np.sum((np.array([d["se"] for d in draws]) / lin) ** 2, 0)) / k,
+    gap = kernel - 1.0
+    return {"dev": (sim - 1.0).mean(0), "dev_se": np.sqrt(np.sum(se**2, 0)) / k,
             "gap": gap.mean(0), "gap_se": gap.std(0, ddof=1) / np.sqrt(k) if k > 1 else np.full(gap.shape[1], np.nan)}
 
 
@@ -248,7 +248,8 @@ def deep_rf_finite_size(size: Size, sweep: Sweeper) -> ExperimentOutput:
     widths = size.pick(quick=[100, 200, 300], medium=[100, 200, 400, 800], full=[100, 200, 400, 800, 1600])
     draws = size.pick(quick=[2, 2, 2], medium=[8, 4, 2, 2], full=[8, 4, 2, 2, 2])
     per_width = [[_finite_size_draw(sweep, p, 1 + k) for k in range(m)] for p, m in zip(widths, draws)]
-    pooled = {key: np.array([_pool_draws(ds)[key] for ds in per_width]) for key in ("dev", "dev_se", "gap", "gap_se")}
+    per_width = [_pool_draws(ds) for ds in per_width]
+    pooled = {key: np.array([pw[key] for pw in per_width]) for key in ("dev", "dev_se", "gap", "gap_se")}
     w = np.array(widths, dtype=float)
     ratio, lam = FINITE_SIZE_SETTINGS[0]
     fit, rate = finite_size_check(f"|kernel − linearised|/linearised at n/p = {ratio:g}, λ = {lam:g}", w,
