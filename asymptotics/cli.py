@@ -1,5 +1,9 @@
 """Command line: ``asymptotics list`` and ``asymptotics reproduce NAME``.
 
+``reproduce NAME --estimate [--json]`` prints the cost of the run (tasks, core-hours, peak memory
+per task, wall time on this machine for ``--backend``/``--workers``) without running its sweep
+(:func:`asymptotics.experiments.estimate`, ``docs/sizes.md``).
+
 Exit status: 0 on success; 2 for a user error (a bad flag or value, an unusable ``--out`` or
 ``--cache``, a bad data file, a dask scheduler that cannot be reached), reported as one line
 ``asymptotics: ...`` on stderr, never a traceback, and before any simulation runs; 1 when tasks
@@ -13,6 +17,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from simulations.sweep import BACKENDS, CacheError, SchedulerError, SweepConfig, SweepError
 
@@ -60,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                           "files, or mnist.npz)")
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="an option of the experiment (VALUE in JSON, e.g. --set dims=[16,24]); repeatable")
+    rep.add_argument("--estimate", action="store_true",
+                     help="print the cost (tasks, core-hours, peak memory per task, wall time on this machine for "
+                          "--backend and --workers) without running the sweep; writes nothing")
+    rep.add_argument("--json", action="store_true", help="with --estimate: the estimate as one JSON object on stdout")
     return ap
 
 
@@ -143,12 +152,16 @@ def _main(argv) -> int:
         experiments.get(args.name)
     except KeyError as exc:
         return _error(exc.args[0])
+    if args.json and not args.estimate:
+        return _error("--json is only used with --estimate")
     try:  # the one validation of the sweep settings (SweepConfig), before any work
         SweepConfig(backend=args.backend, workers=args.workers, cache=args.cache, scheduler=args.scheduler,
                     seeds=1 if args.seeds is None else args.seeds, root_seed=args.seed,
                     connect_timeout=args.connect_timeout)
     except (ValueError, TypeError) as exc:
         return _error(exc)
+    if args.estimate:
+        return _estimate(args)
     try:
         options = _options(args.set)
         meta = experiments.run(args.name, quick=args.quick, size=args.size, out=args.out, seeds=args.seeds, seed=args.seed,
@@ -173,6 +186,52 @@ def _main(argv) -> int:
     for check in meta["agreement"].get("checks", []):
         print("  " + Check(**{**check, "interval": None if check["interval"] is None
                                else tuple(check["interval"])}).line())
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def _estimate(args) -> int:
+    """``reproduce NAME --estimate [--json]``: the planned cost, nothing run, nothing written."""
+    startup = time.process_time()  # CPU time of this process so far (interpreter, imports): a run pays it too
+    try:
+        options = _options(args.set)
+        est = experiments.estimate(args.name, quick=args.quick, size=args.size, seeds=args.seeds, seed=args.seed,
+                                   backend=args.backend, workers=args.workers, cache=args.cache, data=args.data,
+                                   options=options)
+    except experiments.InputError as exc:
+        return _error(exc)
+    est["startup_seconds"] = startup
+    for key in ("wall_seconds", "wall_seconds_at_current_load", "other_seconds"):
+        est[key] += startup
+    if args.json:
+        print(json.dumps(est, default=float))
+        return 0
+    cached = f" ({est['cached_tasks']} already in the cache)" if est["cached_tasks"] else ""
+    print(f"{args.name} ({est['size']}, {est['seeds']} seeds): {est['tasks']} tasks{cached}, "
+          f"{est['core_hours']:.3g} core-hours, peak memory per task {_megabytes(est['peak_memory_bytes'])}, "
+          f"wall time ~{_duration(est['wall_seconds'])} on this machine (backend {est['backend']}, "
+          f"{est['workers']} worker{'s' if est['workers'] > 1 else ''}; "
+          f"{_duration(est['other_seconds'])} of it outside the sweep: start-up, theory, figure)")
+    load = est.get("load_average")
+    if load is not None and est["wall_seconds_at_current_load"] > 1.2 * est["wall_seconds"]:
+        print(f"  at the current load (load average {load:.1f} on {est['calibration']['machine']['cores']} cores): "
+              f"~{_duration(est['wall_seconds_at_current_load'])}")
+    for kind, b in sorted(est["by_task"].items()):
+        print(f"  {kind:24s} {b['tasks']:6d} tasks  {b['core_hours']:9.3g} core-hours  {b['flops']:9.3g} flop  "
+              f"peak {_megabytes(b['peak_memory_bytes'])}")
+    if est["upper_bound"]:
+        print("  (hierarchical-adam: every run counted at max_steps; the plateau rule may stop it earlier)")
     return 0
 
 

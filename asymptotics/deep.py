@@ -5,23 +5,32 @@ Model (samples x ~ N(0, Σ) in R^d, no biases, weights used as given):
     student  φ(x) = σ_L(W_L σ_{L−1}(⋯ σ_1(W_1 x))),     W_ℓ ∈ R^{p_ℓ × p_{ℓ−1}}, p_0 = d,
     teacher  ψ(x) = σ*_{L*}(W*_{L*} ⋯ σ*_1(W*_1 x))      (or ψ(x) = x: a linear teacher, k = d).
 
-Gaussian equivalence replaces every activation applied to a pre-activation of variance r by its
-first two Hermite components plus independent noise, σ(h) ≈ κ0 + κ1 h + κ* ξ (see
-:func:`asymptotics.gaussian.kappas`). The mean κ0 is dropped: the features are taken centred,
-σ̃ = σ − κ0 (exact for odd activations, whose κ0 vanishes). Layer by layer, with
-C_ℓ = W_ℓ Ω_{ℓ−1} W_ℓᵀ the pre-activation covariance:
+Gaussian equivalence replaces every activation applied to a pre-activation h_i ~ N(m_i, r_i) by its
+first two Hermite components plus independent noise, σ(h_i) ≈ κ0_i + κ1_i (h_i − m_i) + κ*_i ξ_i,
+with κ0 = E σ(h), κ1 = E σ'(h), κ*² = E σ² − κ0² − r κ1² at that mean and variance (see
+:func:`asymptotics.gaussian.kappas`). The features have the mean μ_ℓ = κ0 (a vector), and it
+propagates: the next layer's pre-activations h = W_{ℓ+1} φ_ℓ have the mean m_{ℓ+1} = W_{ℓ+1} μ_ℓ, so
+its κ's are Gaussian expectations at N(m_i, r_i), not at N(0, r_i). Layer by layer, with μ_0 = 0,
+Ω_0 = Σ, m_ℓ = W_ℓ μ_{ℓ−1} and C_ℓ = W_ℓ Ω_{ℓ−1} W_ℓᵀ the pre-activation covariance (Ω_ℓ is the
+covariance of the features, centred by their exact mean):
 
-    Ω_ℓ = (κ1 κ1ᵀ) ∘ C_ℓ + diag(κ*²)                      (E-Ω)
+    μ_ℓ = κ0(m_ℓ, r_ℓ),   Ω_ℓ = (κ1 κ1ᵀ) ∘ C_ℓ + diag(κ*²)          (E-μ), (E-Ω)
 
-where κ1, κ* are evaluated at the mean pre-activation variance r_ℓ = Tr C_ℓ / p_ℓ (default, the
-anchor code's ``avg=True``) or per neuron at r_{ℓ,i} = (C_ℓ)_{ii} (``per_neuron=True``; this keeps
-diag Ω_ℓ = E[σ̃(h_i)²] exact for unequal row norms). The cross-covariance of student and teacher
+where κ0, κ1, κ* are evaluated at each neuron's own mean m_{ℓ,i} and at the mean pre-activation
+variance r_ℓ = Tr C_ℓ / p_ℓ (default, the anchor code's ``avg=True``) or per neuron at
+r_{ℓ,i} = (C_ℓ)_{ii} (``per_neuron=True``; this keeps diag Ω_ℓ = Var σ(h_i) exact for unequal row
+norms). The means are never averaged: m_{ℓ,i} = Σ_j (W_ℓ)_{ij} μ_{ℓ−1,j} differs between neurons
+at order one. For odd activations κ0 = 0 at mean zero, so every mean vanishes and (E-Ω) is the
+centred recursion of the deep-features paper, bit for bit. The cross-covariance of student and teacher
 units propagates with κ1 only, X ← (κ1 ∘ W) X on a student layer and X ← X (κ1* ∘ W*)ᵀ on a
 teacher layer — their κ*-noises are independent — except on layers the two networks share
 (literally the same neurons), where X follows Ω including its κ*² diagonal. Starting from
-Ω_0 = Ψ_0 = X_0 = Σ, the result is Ω = Ω_L (p × p), Φ = X (p × k), Ψ = Ψ_{L*} (k × k), which feed
-:meth:`asymptotics.ridge.GaussianCovariateModel.from_teacher` directly. The derivation, and the
-papers it follows, are in ``docs/theory/deep_features.md``.
+Ω_0 = Ψ_0 = X_0 = Σ, the result is Ω = Ω_L (p × p), Φ = X (p × k), Ψ = Ψ_{L*} (k × k): the
+covariances (``center=True``, the default), or with ``center=False`` the raw second moments
+E[φφᵀ] = Ω + μμᵀ, E[φψᵀ] = Φ + μ μ*ᵀ, E[ψψᵀ] = Ψ + μ* μ*ᵀ (μ* the teacher's mean,
+:func:`feature_mean`). The covariances and the means feed
+:meth:`asymptotics.ridge.GaussianCovariateModel.from_teacher` (its ``readout`` says how a mean is
+treated). The derivation, and the papers it follows, are in ``docs/theory/deep_features.md``.
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ import numpy as np
 
 from . import functions, gaussian
 
-__all__ = ["linearized_covariances", "layer_kappas"]
+__all__ = ["linearized_covariances", "feature_mean", "kernel_covariances", "layer_kappas"]
 
 
 def _as_matrix(w, name: str) -> np.ndarray:
@@ -65,16 +74,9 @@ def _check_activations(activations, count: int, name: str) -> list:
     return [functions.get(a) for a in activations]
 
 
-def _warn_if_not_centred(acts) -> None:
-    means = [a.name for a in acts if not a.is_odd]
-    if means:
-        warnings.warn(f"activations {sorted(set(means))} are not odd: their mean κ0 is dropped, i.e. the "
-                      "linearisation describes centred activations σ − κ0(r); simulate the "
-                      "same centred network, or use odd activations", UserWarning, stacklevel=3)
-
-
-def layer_kappas(activation, pre_covariance: np.ndarray, per_neuron: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(κ1, κ*, r) of one layer from its pre-activation covariance C: per neuron or at Tr C/p."""
+def _layer_moments(activation, pre_covariance: np.ndarray, per_neuron: bool, pre_mean=None):
+    """(κ0, κ1, κ*, r) of one layer from its pre-activation covariance C and mean m (None: 0):
+    variances per neuron or at Tr C/p, means always per neuron."""
     diag = np.clip(np.diag(pre_covariance), 0.0, None)
     if per_neuron:
         r = diag
@@ -82,23 +84,53 @@ def layer_kappas(activation, pre_covariance: np.ndarray, per_neuron: bool) -> tu
         r = np.full(diag.shape, diag.mean())
     if np.any(r <= 0):
         raise ValueError("a pre-activation has zero variance (a zero row of the weights?)")
-    uniq, inverse = np.unique(r, return_inverse=True)
-    _, k1, ks = (np.asarray(x, dtype=np.float64) for x in gaussian.kappas(activation, uniq))
-    return k1[inverse], ks[inverse], r
+    if pre_mean is None or not np.any(pre_mean):
+        uniq, inverse = np.unique(r, return_inverse=True)
+        k0, k1, ks = (np.asarray(x, dtype=np.float64)[inverse] for x in gaussian.kappas(activation, uniq))
+    else:
+        k0, k1, ks = (np.asarray(x, dtype=np.float64) for x in gaussian.kappas(activation, r, mean=pre_mean))
+    return k0, k1, ks, r
 
 
-def _student_layer(w, act, omega, per_neuron):
+def layer_kappas(activation, pre_covariance: np.ndarray, per_neuron: bool,
+                 pre_mean=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(κ1, κ*, r) of one layer from its pre-activation covariance C (and mean m, default 0):
+    κ's at N(m_i, r_i), r per neuron or at Tr C/p."""
+    return _layer_moments(activation, pre_covariance, per_neuron, pre_mean)[1:]
+
+
+def _student_layer(w, act, omega, per_neuron, mean=None):
+    """One layer of (E-μ), (E-Ω): (Ω_ℓ, κ1, μ_ℓ) from (Ω_{ℓ−1}, μ_{ℓ−1}) (``mean`` None: zero)."""
     c = w @ omega @ w.T
     c = 0.5 * (c + c.T)
-    k1, ks, r = layer_kappas(act, c, per_neuron)
+    k0, k1, ks, r = _layer_moments(act, c, per_neuron, None if mean is None else w @ mean)
     new = (k1[:, None] * c) * k1[None, :]
     new[np.diag_indices_from(new)] += ks**2
-    return new, k1
+    return new, k1, k0
+
+
+def feature_mean(weights: Sequence, activations, input_covariance=None, *, per_neuron: bool = False) -> np.ndarray:
+    """The population mean μ_L = E φ(x) (p_L,) of a deep random-feature map, x ~ N(0, Σ).
+
+    The recursion (E-μ), (E-Ω) of the module docstring: μ_ℓ = κ0(m_ℓ, r_ℓ) with the pre-activation
+    mean m_ℓ = W_ℓ μ_{ℓ−1} (μ_0 = 0) and variances from the centred covariances (per neuron or at
+    Tr C_ℓ/p_ℓ, ``per_neuron``). Exact at the first layer with ``per_neuron=True`` (the variances
+    ‖w_i‖² then enter one by one); deeper, exact up to the linearisation of the covariances it uses. Zero for odd activations. Apply it to a teacher's chain for μ*.
+    """
+    student = list(weights)
+    sigma = _input_covariance(input_covariance, student)
+    mats = _check_chain(student, "weights", sigma.shape[0])
+    acts = _check_activations(activations, len(mats), "activations")
+    omega, mean = sigma, np.zeros(sigma.shape[0])
+    for w, act in zip(mats, acts):
+        omega, _, mean = _student_layer(w, act, omega, per_neuron, mean)
+    return mean
 
 
 def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequence | None = None,
                            teacher_activations=None, input_covariance=None, *, per_neuron: bool = False,
-                           shared_layers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           shared_layers: int | None = None,
+                           center: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linearised (Ω, Φ, Ψ) of a deep random-feature student and a linear or deep teacher.
 
     Parameters
@@ -114,34 +146,42 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
     shared_layers : number of first layers the teacher shares with the student (the same
         neurons). Default: detected as the longest common prefix of identical weight *objects*
         with identical activations.
+    center : True (default): the covariances of the features centred by their exact population
+        means (:func:`feature_mean`), Ω = Cov φ, Φ = Cov(φ, ψ), Ψ = Cov ψ; False: the raw second
+        moments E[φφᵀ] = Ω + μμᵀ, E[φψᵀ] = Φ + μμ*ᵀ, E[ψψᵀ] = Ψ + μ*μ*ᵀ. The two agree for odd
+        activations (all means vanish).
 
     Returns
     -------
     Ω (p_L × p_L), Φ (p_L × k), Ψ (k × k), all float64; see the module docstring for the
-    recursion. Activations are taken centred (their mean κ0 is not included).
+    recursion (E-μ), (E-Ω), with the means of every layer propagated.
     """
+    if not isinstance(center, (bool, np.bool_)):
+        raise TypeError(f"center must be True or False, got {center!r}")
     student = list(weights)
     sigma = _input_covariance(input_covariance, student)
     mats = _check_chain(student, "weights", sigma.shape[0])
     acts = _check_activations(activations, len(mats), "activations")
     t_mats, t_acts = _teacher_chain(teacher_weights, teacher_activations, sigma.shape[0])
-    _warn_if_not_centred(acts + t_acts)
     shared = _shared_layers(shared_layers, student, teacher_weights, mats, acts, t_mats, t_acts)
 
-    omega = sigma.copy()
+    omega, mean = sigma.copy(), None  # mean None: zero so far (the centred path, bit for bit)
     for i in range(shared):  # the same neurons: Ω = Ψ = X
-        omega, _ = _student_layer(mats[i], acts[i], omega, per_neuron)
-    psi = omega.copy()
-    cross = omega.copy()
+        omega, _, mean = _student_layer(mats[i], acts[i], omega, per_neuron, mean)
+    psi, cross, t_mean = omega.copy(), omega.copy(), mean
     for i in range(shared, len(mats)):
-        omega_new, k1 = _student_layer(mats[i], acts[i], omega, per_neuron)
+        omega_new, k1, mean = _student_layer(mats[i], acts[i], omega, per_neuron, mean)
         cross = k1[:, None] * (mats[i] @ cross)
         omega = omega_new
     for j in range(shared, len(t_mats)):
-        psi_new, k1t = _student_layer(t_mats[j], t_acts[j], psi, per_neuron)
+        psi_new, k1t, t_mean = _student_layer(t_mats[j], t_acts[j], psi, per_neuron, t_mean)
         cross = (cross @ t_mats[j].T) * k1t[None, :]
         psi = psi_new
-    return omega, cross, psi
+    if center:
+        return omega, cross, psi
+    mu = np.zeros(omega.shape[0]) if mean is None else mean
+    mu_t = np.zeros(psi.shape[0]) if t_mean is None else t_mean
+    return omega + np.outer(mu, mu), cross + np.outer(mu, mu_t), psi + np.outer(mu_t, mu_t)
 
 
 def _input_covariance(input_covariance, student: list) -> np.ndarray:
@@ -283,4 +323,3 @@ def kernel_covariances(weights: Sequence, activations, input_covariance=None, *,
     return omega, cross, sigma.copy()
 
 
-__all__.append("kernel_covariances")

@@ -55,7 +55,7 @@ import numpy as np
 import sympy
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.legendre import leggauss
-from scipy.special import gammaln
+from scipy.special import erfc, gammaln, ndtr
 
 from . import functions
 from .functions import z
@@ -97,6 +97,27 @@ def _variances(variance) -> tuple[np.ndarray, tuple]:
         bad = r[~(np.isfinite(r) & (r > 0))].ravel()[:3]
         raise ValueError(f"variance must be positive and finite, got {bad.tolist()}")
     return r.reshape(-1), r.shape
+
+
+def _variances_and_means(variance, mean) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+    """Flat variances, flat means broadcast with them (None when ``mean`` is None or all zero:
+    the centred path, bit for bit) and the broadcast shape."""
+    r, shape = _variances(variance)
+    if mean is None:
+        return r, None, shape
+    try:
+        m = np.asarray(mean, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"mean must be a number or an array of numbers, got {mean!r}") from None
+    if not np.all(np.isfinite(m)):
+        raise ValueError("mean contains NaN or inf")
+    try:
+        rb, mb = np.broadcast_arrays(r.reshape(shape), m)
+    except ValueError:
+        raise ValueError(f"mean of shape {m.shape} does not broadcast with variance of shape {shape}") from None
+    if not np.any(mb):
+        return r, None, shape
+    return np.ascontiguousarray(rb).reshape(-1), np.ascontiguousarray(mb).reshape(-1), rb.shape
 
 
 def _shaped(values: np.ndarray, shape: tuple):
@@ -168,6 +189,32 @@ def _erf_moments(rho):
     return (np.zeros_like(rho), 2 / np.sqrt(np.pi * (1 + 2 * rho)), (2 / np.pi) * np.arcsin(t),
             (2 / np.pi) * _asin_minus_identity(t))
 
+
+def _relu_shifted(mu, s):
+    """(E g, E g', E g², κ*²) of g = relu at y ~ N(μ, s²), t = μ/s: E g = s(tΦ(t) + φ(t)),
+    E g' = Φ(t), E g² = s²((t² + 1)Φ(t) + tφ(t)). κ*² is even in μ (relu(y) − y = relu(−y) has
+    the same linear residual), so it is evaluated at −|t|, where no term is O(μ²): its relative
+    rounding error is about ε·t⁴."""
+    def parts(t):
+        cdf, pdf = ndtr(t), np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+        return s * (t * cdf + pdf), cdf, s * s * ((t * t + 1) * cdf + t * pdf)
+
+    t = mu / s
+    mean, slope, second = parts(t)
+    mean_n, slope_n, second_n = parts(-np.abs(t))
+    return mean, slope, second, second_n - mean_n**2 - (s * slope_n) ** 2
+
+
+def _sign_shifted(mu, s):
+    """(E g, E g', E g², κ*²) of g = sign at y ~ N(μ, s²), t = μ/s: E g = erf(t/√2),
+    E g' = 2φ(t)/s (Stein), E g² = 1, κ*² = q(2 − q) − 4φ(t)² with q = erfc(|t|/√2)."""
+    t = mu / s
+    pdf = np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+    q = erfc(np.abs(t) / math.sqrt(2))
+    return np.sign(t) * (1 - q), 2 * pdf / s, np.ones_like(t), q * (2 - q) - 4 * pdf * pdf
+
+
+_SHIFTED = {"relu": _relu_shifted, "sign": _sign_shifted}  # closed forms at N ~ N(m, r)
 
 _FAMILIES = {  # base function g: (moments(ρ), Hermite coefficients(k, ρ))
     "relu": (_relu_moments, _relu_coefficients),
@@ -260,6 +307,17 @@ def _exact_moments(act, r):
     return c * mean, c * a * slope, c * c * second, c * c * kstar2
 
 
+def _exact_moments_shifted(act, r, m):
+    """(mean, slope, second, κ*²) at N ~ N(m, r) for c·relu(a z) and c·sign(a z), or None: with
+    y = a N ~ N(a m, a² r), κ0 = c E g(y), κ1 = c a E g'(y), E2 = c² E g², κ*² = c² (κ*² of g)."""
+    form = _closed_form(act.expr)
+    if form is None or form[0] not in _SHIFTED:
+        return None
+    family, c, a = form
+    mean, slope, second, kstar2 = _SHIFTED[family](a * m, abs(a) * np.sqrt(r))
+    return c * mean, c * a * slope, c * c * second, c * c * kstar2
+
+
 def _exact_hermite(act, order, r):
     """c_0..c_order, shape (len(r), order+1), from a closed form, or None."""
     form = _closed_form(act.expr)
@@ -290,15 +348,17 @@ def _gauss_legendre():
     return leggauss(_GL_NODES)
 
 
-def _nodes(rule, r: np.ndarray, kinks: tuple):
-    """Nodes u and weights (standard normal density included), shape (len(r), n_nodes)."""
+def _nodes(rule, r: np.ndarray, kinks: tuple, m: np.ndarray | None = None):
+    """Nodes u and weights (standard normal density included), shape (len(r), n_nodes); the
+    integrand is σ(m + √r u) (m: the means, None for 0), so the kinks lie at (k − m)/√r."""
     kind, n = rule
     if kind == "gh":
         u, w = _gauss_hermite(n)
         return np.broadcast_to(u, (r.size, n)), np.broadcast_to(w, (r.size, n))
     # [-L, L], widened so that L standard deviations lie beyond every kink (Max(0, z - 1) at a
     # tiny variance has all its mass right of the kink), split at the kinks
-    inner = np.asarray(kinks, dtype=float)[None, :] / np.sqrt(r)[:, None]
+    k = np.asarray(kinks, dtype=float)[None, :]
+    inner = (k if m is None else k - m[:, None]) / np.sqrt(r)[:, None]
     lo = np.minimum(-_L, inner.min(axis=1, initial=0.0) - _L)[:, None]
     hi = np.maximum(_L, inner.max(axis=1, initial=0.0) + _L)[:, None]
     edges = np.concatenate([lo, inner, hi], axis=1)
@@ -318,18 +378,20 @@ def _normalised_hermite(u: np.ndarray, order: int):
         h_prev, h = h, (u * h - math.sqrt(k) * h_prev) / math.sqrt(k + 1)
 
 
-def _estimate(act, r, rule, kinks, order):
-    """One rule's estimates. order None: columns (E σ, E[uσ], E σ², κ*²); else the normalised
-    Hermite projections a_k = E[σ h_k(u)], k = 0..order, and E σ² last. Rows whose value is not
-    representable, or (panels) whose integrand of E σ² is not negligible at the ends of the
-    window, are NaN: they never pass :func:`_agree`."""
+def _estimate(act, r, rule, kinks, order, m=None):
+    """One rule's estimates at N ~ N(m, r) (m None: mean 0). order None: columns (E σ, E[uσ],
+    E σ², κ*²); else the normalised Hermite projections a_k = E[σ h_k(u)], k = 0..order, and E σ²
+    last. Rows whose value is not representable, or (panels) whose integrand of E σ² is not
+    negligible at the ends of the window, are NaN: they never pass :func:`_agree`."""
     n_nodes = rule[1] if rule[0] == "gh" else (len(kinks) + 1) * rule[1] * _GL_NODES
     rows, out = max(1, _MAX_BLOCK // n_nodes), []
     for s in range(0, r.size, rows):
         rb = r[s:s + rows]
-        u, w = _nodes(rule, rb, kinks)
+        mb = None if m is None else m[s:s + rows]
+        u, w = _nodes(rule, rb, kinks, mb)
         with np.errstate(over="ignore", invalid="ignore"):
-            f = act.numpy(np.sqrt(rb)[:, None] * u)
+            x = np.sqrt(rb)[:, None] * u
+            f = act.numpy(x if mb is None else mb[:, None] + x)
             second = np.sum(w * f * f, axis=1)
             if order is None:
                 mean, first = np.sum(w * f, axis=1), np.sum(w * u * f, axis=1)
@@ -349,9 +411,12 @@ def _estimate(act, r, rule, kinks, order):
 
 
 def _agree(old, new, order):
-    d, second = np.abs(new - old), new[:, -1]
+    """Rows where two rules agree to TOL of the Cauchy–Schwarz scales (module docstring): E σ² is
+    column 2 of the moments and the last column of the Hermite projections."""
+    col = 2 if order is None else -1
+    d, second = np.abs(new - old), new[:, col]
     scale = np.sqrt(second)
-    ok = d[:, -1] <= TOL * second
+    ok = d[:, col] <= TOL * second
     if order is None:
         ks2 = new[:, 3]
         ok &= (d[:, 0] <= TOL * scale) & (d[:, 1] <= TOL * scale)
@@ -365,9 +430,11 @@ _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 1 << 16
 
 
-def _quadrature(act, r, order=None):
-    """Rows of :func:`_estimate` to TOL (rules of increasing accuracy, then mpmath); cached."""
-    keys = [(act.name, act.expr, order, float(x)) for x in r]
+def _quadrature(act, r, order=None, m=None):
+    """Rows of :func:`_estimate` to TOL (rules of increasing accuracy, then mpmath); cached.
+    ``m``: the means of N (None: mean 0)."""
+    keys = ([(act.name, act.expr, order, float(x)) for x in r] if m is None else
+            [(act.name, act.expr, order, float(x), float(mu)) for x, mu in zip(r, m)])
     todo = np.array([i for i, key in enumerate(keys) if key not in _CACHE], dtype=int)
     kinks = _kinks(act.expr)
     rules = ([] if kinks else [("gh", n) for n in _GH_NODES]) + [("panels", m) for m in _PANELS]
@@ -375,14 +442,14 @@ def _quadrature(act, r, order=None):
     for rule in rules:
         if pending.size == 0:
             break
-        est = _estimate(act, r[pending], rule, kinks, order)
+        est = _estimate(act, r[pending], rule, kinks, order, None if m is None else m[pending])
         if prev is not None:
             ok = _agree(prev, est, order)
             done.update(zip(pending[ok], est[ok]))
             pending, est = pending[~ok], est[~ok]
         prev = est
     for i in pending:  # no rule converged: adaptive mpmath quadrature (slow, rare)
-        done[i] = _mp_row(act, r[i], order)
+        done[i] = _mp_row(act, r[i], order, mean=0.0 if m is None else float(m[i]))
     for i, row in done.items():
         _CACHE[keys[i]] = row
     if not keys:
@@ -393,20 +460,20 @@ def _quadrature(act, r, order=None):
     return rows
 
 
-def _numeric_moments(act, r):
-    rows = _quadrature(act, r)
+def _numeric_moments(act, r, m=None):
+    rows = _quadrature(act, r, m=m)
     mean, slope, second, kstar2 = rows[:, 0], rows[:, 1] / np.sqrt(r), rows[:, 2], rows[:, 3]
-    offset = _odd_offset(act.expr)
+    offset = _odd_offset(act.expr) if m is None else None
     if offset is not None:
         mean = np.full_like(r, offset)
     return mean, slope, second, kstar2
 
 
-def _numeric_hermite(act, order, r):
-    a = _quadrature(act, r, order)[:, :-1]
+def _numeric_hermite(act, order, r, m=None):
+    a = _quadrature(act, r, order, m)[:, :-1]
     k = np.arange(order + 1)
     c = a * np.exp(-0.5 * gammaln(k + 1.0) - 0.5 * k * np.log(r)[:, None])
-    offset = _odd_offset(act.expr)
+    offset = _odd_offset(act.expr) if m is None else None
     if offset is not None:
         c[:, 0], c[:, 2::2] = offset, 0.0
     return c
@@ -439,10 +506,11 @@ def _mp_variance(variance):
     return r
 
 
-def _mp_expect(name, expr, r, g, dps):
+def _mp_expect(name, expr, r, g, dps, shift=0):
     """E g(N) for N ~ N(0, r) at dps digits: adaptive tanh-sinh quadrature split at 0, ±√r,
-    ±4√r, the kinks, and around the peak of |g| φ (found on a grid of u = x/√r in [-64, 64], so
-    that the far-away mass of a fast-growing g is not missed)."""
+    ±4√r, the kinks (of σ, at k − ``shift`` when g(x) = σ(shift + x)), and around the peak of
+    |g| φ (found on a grid of u = x/√r in [-64, 64], so that the far-away mass of a fast-growing
+    g is not missed)."""
     with mpmath.workdps(dps + 10):
         s = mpmath.sqrt(r)
         grid = [mpmath.mpf(k) / 2 for k in range(-128, 129)]
@@ -451,7 +519,7 @@ def _mp_expect(name, expr, r, g, dps):
                    if size[i] else -mpmath.inf)
         around = [grid[peak] + d for d in (-4, -1, 0, 1, 4)]
         points = sorted({mpmath.mpf(0), s, -s, 4 * s, -4 * s, *(s * u for u in around),
-                         *map(mpmath.mpf, _kinks(expr))})
+                         *(mpmath.mpf(k) - shift for k in _kinks(expr))})
         nodes = [-mpmath.inf, *points, mpmath.inf]
 
         def integrand(x):
@@ -469,25 +537,33 @@ def _mp_expect(name, expr, r, g, dps):
 
 
 @lru_cache(maxsize=4096)
-def _mp_moments(name, expr, variance, dps):
-    """(κ0, κ1, E2, κ*²) as mpf at dps digits; κ*² integrated as E[(σ − κ0 − κ1 N)²]."""
+def _mp_moments(name, expr, variance, dps, mean=0.0):
+    """(κ0, κ1, E2, κ*²) at N ~ N(mean, variance) as mpf at dps digits; κ*² integrated as
+    E[(σ − κ0 − κ1 (N − mean))²]."""
     f = _memoised(_mp_callable(expr))
     with mpmath.workdps(dps):
         r = _mp_variance(variance)
-        k0 = _mp_expect(name, expr, r, f, dps)
-        k1 = _mp_expect(name, expr, r, lambda x: x * f(x), dps) / r
-        e2 = _mp_expect(name, expr, r, lambda x: f(x) ** 2, dps)
-        ks2 = _mp_expect(name, expr, r, lambda x: (f(x) - k0 - k1 * x) ** 2, dps)
+        m = mpmath.mpf(mean)
+        if m != 0:
+            f = _memoised(lambda x, f=f: f(m + x))
+        k0 = _mp_expect(name, expr, r, f, dps, m)
+        k1 = _mp_expect(name, expr, r, lambda x: x * f(x), dps, m) / r
+        e2 = _mp_expect(name, expr, r, lambda x: f(x) ** 2, dps, m)
+        ks2 = _mp_expect(name, expr, r, lambda x: (f(x) - k0 - k1 * x) ** 2, dps, m)
         return k0, k1, e2, ks2
 
 
 @lru_cache(maxsize=4096)
-def _mp_hermite(name, expr, order, variance, dps):
-    """Normalised projections E[σ(N) h_k(N/√r)], k = 0..order, as mpf (h_k = He_k/√(k!))."""
+def _mp_hermite(name, expr, order, variance, dps, mean=0.0):
+    """Normalised projections E[σ(N) h_k((N − mean)/√r)], k = 0..order, N ~ N(mean, r), as mpf
+    (h_k = He_k/√(k!))."""
     f = _memoised(_mp_callable(expr))
     with mpmath.workdps(dps):
         r = _mp_variance(variance)
         s = mpmath.sqrt(r)
+        m = mpmath.mpf(mean)
+        if m != 0:
+            f = _memoised(lambda x, f=f: f(m + x))
 
         def h(k, x):  # He_k(x/√r)/√(k!) by the three-term recurrence
             u, prev, cur = x / s, mpmath.mpf(0), mpmath.mpf(1)
@@ -495,29 +571,38 @@ def _mp_hermite(name, expr, order, variance, dps):
                 prev, cur = cur, (u * cur - mpmath.sqrt(j) * prev) / mpmath.sqrt(j + 1)
             return cur
 
-        return tuple(_mp_expect(name, expr, r, lambda x, k=k: f(x) * h(k, x), dps)
+        return tuple(_mp_expect(name, expr, r, lambda x, k=k: f(x) * h(k, x), dps, m)
                      for k in range(order + 1))
 
 
-def _mp_row(act, r, order, dps=20):
+def _mp_row(act, r, order, dps=20, mean=0.0):
     """A quadrature row (see :func:`_estimate`) computed with mpmath, as floats."""
-    k0, k1, e2, ks2 = _mp_moments(act.name, act.expr, float(r), dps)
+    k0, k1, e2, ks2 = _mp_moments(act.name, act.expr, float(r), dps, float(mean))
     if order is None:
         return np.array([float(k0), float(k1 * mpmath.sqrt(r)), float(e2), float(ks2)])
-    a = _mp_hermite(act.name, act.expr, order, float(r), dps)
+    a = _mp_hermite(act.name, act.expr, order, float(r), dps, float(mean))
     return np.array([float(x) for x in a] + [float(e2)])
 
 
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
-def _moments4(f, variance, method):
-    """(mean, slope, second, κ*²) arrays of shape (n,), and the variance's shape."""
+def _moments4(f, variance, method, mean=None):
+    """(mean, slope, second, κ*²) arrays of shape (n,), and the broadcast shape of variance and
+    mean (N ~ N(mean, variance); ``mean`` None or all zero: the centred path)."""
     act, method = functions.get(f), _method(method)
-    r, shape = _variances(variance)
+    r, m, shape = _variances_and_means(variance, mean)
     if method == "mpmath":
-        rows = [_mp_moments(act.name, act.expr, float(x), 30) for x in r]
+        rows = ([_mp_moments(act.name, act.expr, float(x), 30) for x in r] if m is None else
+                [_mp_moments(act.name, act.expr, float(x), 30, float(mu)) for x, mu in zip(r, m)])
         out = tuple(np.array([float(row[i]) for row in rows]) for i in range(4))
+    elif m is not None:
+        out = None if method == "quadrature" else _exact_moments_shifted(act, r, m)
+        if out is None and method == "exact":
+            raise ValueError(f"no closed form for activation {act.name!r} ({act.expr}) at a non-zero "
+                             "mean; use method='auto' or 'quadrature'")
+        if out is None:
+            out = _numeric_moments(act, r, m)
     else:
         out = None if method == "quadrature" else _exact_moments(act, r)
         if out is None and method == "exact":
@@ -528,35 +613,43 @@ def _moments4(f, variance, method):
     return tuple(np.asarray(x, dtype=float) for x in out), shape
 
 
-def expectation(f, variance, *, method: str = "auto"):
-    """E f(N) for N ~ N(0, variance); ``method`` in {"auto", "exact", "quadrature", "mpmath"}."""
-    (mean, *_), shape = _moments4(f, variance, method)
-    return _shaped(mean, shape)
+def expectation(f, variance, *, mean=None, method: str = "auto"):
+    """E f(N) for N ~ N(mean, variance) (mean 0 by default); ``method`` in {"auto", "exact",
+    "quadrature", "mpmath"}."""
+    (first, *_), shape = _moments4(f, variance, method, mean)
+    return _shaped(first, shape)
 
 
-def moments(f, variance, *, method: str = "auto") -> GaussianMoments:
-    """E f(N), E f'(N) (= E[N f(N)]/r by Stein's lemma) and E f(N)² for N ~ N(0, variance)."""
-    (mean, slope, second, _), shape = _moments4(f, variance, method)
-    return GaussianMoments(_shaped(mean, shape), _shaped(slope, shape), _shaped(second, shape))
+def moments(f, variance, *, mean=None, method: str = "auto") -> GaussianMoments:
+    """E f(N), E f'(N) (= E[(N − m) f(N)]/r by Stein's lemma) and E f(N)² for
+    N ~ N(m, variance), m = ``mean`` (0 by default; broadcast with ``variance``)."""
+    (first, slope, second, _), shape = _moments4(f, variance, method, mean)
+    return GaussianMoments(_shaped(first, shape), _shaped(slope, shape), _shaped(second, shape))
 
 
-def kappas(activation, variance, *, method: str = "auto"):
-    """(κ0, κ1, κ*) of an activation at N ~ N(0, variance): κ0 = E σ(N) (not centred),
-    κ1 = E[N σ(N)]/r, κ*² = E σ² − κ0² − r κ1² ≥ 0 (rounding below 0 clipped to 0)."""
-    (mean, slope, _, kstar2), shape = _moments4(activation, variance, method)
+def kappas(activation, variance, *, mean=None, method: str = "auto"):
+    """(κ0, κ1, κ*) of an activation at N ~ N(m, variance), m = ``mean`` (0 by default, broadcast
+    with ``variance``): κ0 = E σ(N) (not centred), κ1 = E[(N − m) σ(N)]/r = E σ'(N),
+    κ*² = E σ² − κ0² − r κ1² = E[(σ(N) − κ0 − κ1 (N − m))²] ≥ 0 (rounding below 0 clipped to 0).
+    A non-zero mean uses the closed forms of relu and sign (c·g(a z)) and quadrature otherwise;
+    mean None or all zero is the centred computation, bit for bit."""
+    (first, slope, _, kstar2), shape = _moments4(activation, variance, method, mean)
     kstar = np.sqrt(np.maximum(kstar2, 0.0))
-    return _shaped(mean, shape), _shaped(slope, shape), _shaped(kstar, shape)
+    return _shaped(first, shape), _shaped(slope, shape), _shaped(kstar, shape)
 
 
-def hermite_coefficients(f, order: int, variance=1.0, *, method: str = "auto") -> np.ndarray:
-    """c_0..c_order with c_k = E[f(N) He_k(N/√r)] / (k! r^{k/2}) = E[f^{(k)}(N)]/k!.
+def hermite_coefficients(f, order: int, variance=1.0, *, mean=None, method: str = "auto") -> np.ndarray:
+    """c_0..c_order with c_k = E[f(N) He_k((N − m)/√r)] / (k! r^{k/2}) = E[f^{(k)}(N)]/k!,
+    N ~ N(m, r), m = ``mean`` (0 by default; a non-zero mean is computed by quadrature).
 
     Shape (order+1,) for a scalar variance, variance.shape + (order+1,) for an array.
     """
     act, method = functions.get(f), _method(method)
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
         raise ValueError(f"order must be a non-negative integer, got {order!r}")
-    r, shape = _variances(variance)
+    r, m, shape = _variances_and_means(variance, mean)
+    if m is not None:
+        return _shifted_hermite(act, int(order), r, m, method).reshape(shape + (order + 1,))
     if method == "mpmath":
         c = np.array([[float(x) for x in hermite_coefficients_mp(act, order, float(v))] for v in r])
     else:
@@ -567,6 +660,19 @@ def hermite_coefficients(f, order: int, variance=1.0, *, method: str = "auto") -
         if c is None:
             c = _numeric_hermite(act, int(order), r)
     return c.reshape(shape + (order + 1,))
+
+
+def _shifted_hermite(act, order, r, m, method):
+    """c_0..c_order at N ~ N(m, r) by quadrature (or mpmath), shape (len(r), order + 1)."""
+    if method == "exact":
+        raise ValueError(f"no closed form for the Hermite coefficients of {act.name!r} at a non-zero mean; "
+                         "use method='auto' or 'quadrature'")
+    if method != "mpmath":
+        return _numeric_hermite(act, order, r, m)
+    k = np.arange(order + 1)
+    a = np.array([[float(x) for x in _mp_hermite(act.name, act.expr, order, float(v), 30, float(mu))]
+                  for v, mu in zip(r, m)])
+    return a * np.exp(-0.5 * gammaln(k + 1.0) - 0.5 * k * np.log(r)[:, None])
 
 
 def expectation_mp(f, variance, dps: int = 30):

@@ -18,9 +18,20 @@ the limit is 0.
 
 Bias–variance split (β = Ω⁺b): E_gen = σ_res² + B + V with
 B = κ² βᵀΩ(Ω+κ)⁻²β / (1 − df2/n) and V = σ_res² (df2/n)/(1 − df2/n).
+
+Features with a mean μ (:meth:`GaussianCovariateModel.from_teacher`, ``readout``): ridge on the
+raw features φ = μ + g is the model of their raw second moments, Ω + μμᵀ, b + μ E[y], E[y²];
+ridge on centred features with an unpenalised intercept c, argmin (1/n) Σ (y_i − c − θᵀφ_i)² +
+λ‖θ‖², is the model of the centred moments (Cov φ, Cov(φ, y), Var y) with ``intercept=True``:
+centring by the sample means leaves n − 1 independent Gaussian rows (an orthogonal rotation
+removes the mean row), so θ̂ is ridge on n − 1 samples at λ n/(n − 1), and the estimated
+intercept costs E_gen/n (the sample means are independent of θ̂ for Gaussian features):
+
+* (E4) E_gen(n, λ) = (1 + 1/n) E_gen^c(n − 1, λ n/(n − 1)),  E_train = (n − 1)/n · E_train^c(n − 1, λ n/(n − 1)).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +42,7 @@ import scipy.linalg
 import scipy.optimize
 
 from . import _ridge_kernels as _k
+from .validation import choice
 
 __all__ = [
     "GaussianCovariateModel",
@@ -150,11 +162,17 @@ class GaussianCovariateModel:
     y2 : float
         Second moment E[y²] ≥ bᵀΩ⁺b.
 
+    intercept : bool
+        False (default): the readout θᵀφ, no intercept. True: (Ω, b, y2) are the *centred*
+        moments (Cov φ, Cov(φ, y), Var y) and the readout c + θᵀφ fits an unpenalised intercept
+        c: every (n, λ) point follows (E4) of the module docstring (n must exceed 1).
+
     Only the positive eigenvalues ω_i of Ω and the components b̃_i of b along them enter the
     theory; eigenvalues below ``rank_tol · max ω`` are treated as zero (default ``p·eps``).
     """
 
-    def __init__(self, omega, b, y2, *, psd_tol: float = 1e-9, rank_tol: float | None = None):
+    def __init__(self, omega, b, y2, *, psd_tol: float = 1e-9, rank_tol: float | None = None,
+                 intercept: bool = False):
         omega = _as_finite_array(omega, "omega")
         if omega.ndim != 2 or omega.shape[0] != omega.shape[1]:
             raise ValueError(f"omega must be a square matrix, got shape {omega.shape}")
@@ -169,6 +187,7 @@ class GaussianCovariateModel:
         w, u = scipy.linalg.eigh(omega) if p else (np.zeros(0), np.zeros((0, 0)))
         self._init_spectrum(w, u.T @ b, y2, psd_tol=psd_tol, rank_tol=rank_tol, name="omega")
         self.eigenvectors = u
+        self.intercept = _check_flag(intercept, "intercept")
 
     @classmethod
     def from_spectrum(cls, eigenvalues, b_eigen, y2, *, psd_tol: float = 1e-9, rank_tol: float | None = None):
@@ -182,11 +201,25 @@ class GaussianCovariateModel:
         self = cls.__new__(cls)
         self._init_spectrum(w, bt, y2, psd_tol=psd_tol, rank_tol=rank_tol, name="eigenvalues")
         self.eigenvectors = None
+        self.intercept = False
         return self
 
     @classmethod
-    def from_teacher(cls, omega, phi, psi, theta, noise, **kwargs):
-        """Model of y = θ*ᵀψ(x)/√k + σ ε: b = Φθ*/√k, E[y²] = θ*ᵀΨθ*/k + σ² (``noise`` = σ)."""
+    def from_teacher(cls, omega, phi, psi, theta, noise, *, feature_mean=None, teacher_mean=None,
+                     readout: str = "raw", **kwargs):
+        """Model of y = θ*ᵀψ(x)/√k + σ ε (``noise`` = σ) from covariances Ω = Cov φ, Φ = Cov(φ, ψ),
+        Ψ = Cov ψ and the means μ = E φ (``feature_mean``), μ* = E ψ (``teacher_mean``), both
+        zero by default: with b = Φθ*/√k, E[y] = θ*ᵀμ*/√k and Var y = θ*ᵀΨθ*/k + σ²,
+
+        * ``readout="raw"`` (default): ridge on the raw features, the model
+          (Ω + μμᵀ, b + μ E[y], Var y + E[y]²) — for μ = μ* = 0 the plain (Ω, Φθ*/√k, θ*ᵀΨθ*/k + σ²);
+        * ``readout="intercept"``: ridge on centred features with an unpenalised intercept, the
+          model (Ω, b, Var y) with ``intercept=True``, (E4) of the module docstring.
+
+        :func:`asymptotics.deep.linearized_covariances` (``center=True``) and
+        :func:`asymptotics.deep.feature_mean` give these inputs for deep random features.
+        """
+        readout = choice(readout, "readout", ("raw", "intercept"))
         phi = _as_finite_array(phi, "phi")
         psi = _as_finite_array(psi, "psi")
         theta = _as_finite_array(theta, "theta")
@@ -204,7 +237,14 @@ class GaussianCovariateModel:
             raise ValueError("psi is not symmetric")
         b = phi @ theta / math.sqrt(k)
         y2 = float(theta @ psi @ theta) / k + noise**2
-        return cls(omega, b, y2, **kwargs)
+        if readout == "intercept":
+            return cls(omega, b, y2, intercept=True, **kwargs)
+        mu, mean_y = _means(feature_mean, teacher_mean, phi.shape[0], theta)
+        if mu is None and mean_y == 0:
+            return cls(omega, b, y2, **kwargs)
+        omega = _as_finite_array(omega, "omega")
+        mu = np.zeros(phi.shape[0]) if mu is None else mu
+        return cls(omega + np.outer(mu, mu), b + mu * mean_y, y2 + mean_y**2, **kwargs)
 
     def _init_spectrum(self, w, bt, y2, *, psd_tol, rank_tol, name):
         y2 = _as_finite_scalar(y2, "y2")
@@ -270,6 +310,19 @@ class GaussianCovariateModel:
 
     def ridge(self, n, lam, *, max_iter: int = 100, rtol: float = 1e-15, grid_size: int = 0) -> RidgeResult:
         """Test error, training error, κ, df1, df2, bias, variance on the broadcast grid of ``n`` and ``lam``.
+
+        See :meth:`_ridge` for the solver and its guarantees. With ``intercept`` the points follow
+        (E4): κ, df1, df2 are those of the centred problem at (n − 1, λ n/(n − 1)); the
+        intercept's cost E_gen/n is split as (1 + 1/n)·bias and (1 + 1/n)·variance + σ_res²/n.
+        """
+        if not self.intercept:
+            return self._ridge(n, lam, max_iter=max_iter, rtol=rtol, grid_size=grid_size)
+        n, lam = _intercept_grid(n, lam)
+        res = self._ridge(n - 1, lam * n / (n - 1), max_iter=max_iter, rtol=rtol, grid_size=grid_size)
+        return _with_intercept(res, n, lam)
+
+    def _ridge(self, n, lam, *, max_iter: int = 100, rtol: float = 1e-15, grid_size: int = 0) -> RidgeResult:
+        """(E1)–(E3) without an intercept on the broadcast grid of ``n`` and ``lam`` (the solver of :meth:`ridge`).
 
         ``n`` (> 0, real allowed) and ``lam`` (≥ 0, this project's mean-loss λ) broadcast
         together. Ordinary points share one pass over a geometric κ-grid that brackets them,
@@ -434,6 +487,14 @@ class GaussianCovariateModel:
 
     # ------------------------------------------------------ mpmath reference
     def ridge_high_precision(self, n, lam, dps: int = 50) -> RidgeResult:
+        """The mpmath reference of :meth:`ridge` (see :meth:`_ridge_high_precision`); with
+        ``intercept`` at the points of (E4)."""
+        if not self.intercept:
+            return self._ridge_high_precision(n, lam, dps)
+        n, lam = _intercept_grid(n, lam)
+        return _with_intercept(self._ridge_high_precision(n - 1, lam * n / (n - 1), dps), n, lam)
+
+    def _ridge_high_precision(self, n, lam, dps: int = 50) -> RidgeResult:
         """The same equations (E1)–(E3) in mpmath: the reference for tests.
 
         Uses the plain formulas (E1)–(E3) (no reformulation), Newton from the right end of
@@ -475,7 +536,46 @@ class GaussianCovariateModel:
 
     def __repr__(self) -> str:
         return (f"GaussianCovariateModel(p={self.p}, rank={self.rank}, y2={self.y2:.6g}, "
-                f"residual_variance={self.residual_variance:.6g})")
+                f"residual_variance={self.residual_variance:.6g}"
+                + (", intercept=True)" if self.intercept else ")"))
+
+
+def _check_flag(x, name: str) -> bool:
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {x!r}")
+    return bool(x)
+
+
+def _means(feature_mean, teacher_mean, p: int, theta: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """(μ or None, E[y] = θ*ᵀμ*/√k), checked against p and k."""
+    mu = None
+    if feature_mean is not None:
+        mu = _as_finite_array(feature_mean, "feature_mean")
+        if mu.shape != (p,):
+            raise ValueError(f"feature_mean must have shape ({p},) to match phi, got {mu.shape}")
+    if teacher_mean is None:
+        return mu, 0.0
+    mt = _as_finite_array(teacher_mean, "teacher_mean")
+    if mt.shape != theta.shape:
+        raise ValueError(f"teacher_mean must have shape {theta.shape} to match theta, got {mt.shape}")
+    return mu, float(theta @ mt) / math.sqrt(theta.shape[0])
+
+
+def _intercept_grid(n, lam) -> tuple[np.ndarray, np.ndarray]:
+    """The checked (n, λ) grid of a model with an intercept (n > 1: one sample is spent on it)."""
+    n, lam = _validate_grid(n, lam)
+    if np.any(n <= 1):
+        raise ValueError(f"n must be > 1 with an intercept (one sample estimates it), got min(n) = {n.min()}")
+    return n, lam
+
+
+def _with_intercept(res: RidgeResult, n: np.ndarray, lam: np.ndarray) -> RidgeResult:
+    """(E4): the centred result at (n − 1, λ n/(n − 1)) as the result at (n, λ) with an intercept."""
+    f = 1.0 + 1.0 / n
+    with np.errstate(invalid="ignore"):
+        return dataclasses.replace(res, n=n.copy(), lam=lam.copy(), test_error=f * res.test_error,
+                                   train_error=res.train_error * (n - 1) / n, bias=f * res.bias,
+                                   variance=f * res.variance + res.noise_floor / n)
 
 
 def _mp_to_float(x) -> float:

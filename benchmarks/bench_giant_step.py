@@ -1,29 +1,40 @@
-"""Benchmark: Algorithm 1 (one giant step + ridge readout) at the paper's largest point.
+"""Benchmark: Algorithm 1 side by side with the published notebook's algorithm, at the notebook's grid.
 
-Point (single_step.ipynb; docs/theory/giant_step.md): target T1 (committee of He1 + He2/2 + He4/24), ReLU student,
-d = 512, p = 1024, n = 2^18 = 262144, T = 1 step with eta = 10 sqrt(n p), a0 ~ N(0, 1/p),
-preprocessing (first Hermite component removed), lambda_P = 1 (lam = p/n), n_test = 10^5.
+The published code of "How Two-Layer Neural Networks Learn, One (Giant) Step at a Time"
+(arXiv:2305.18270), ``single_step/single_step.ipynb``, runs one preprocessed giant step at
+d = 512, p = 1024 for the sample sizes n = ⌊d^κ⌋, κ ∈ {1.3, 1.65, 2} (n = 3326, 29532, 262144),
+n_test = 10⁵, λ_P = 1, η = 10√(np), target T1 (committee of He1 + He2/2 + He4/24 on two
+orthonormal directions), ReLU student, a0 ~ N(0, 1/p), noise 0, 10 seeds per n, float64 numpy.
+Its own timings (the authors' machine): 41.7, 77.2 and 445 s for 10 seeds.
 
-* Ours: :func:`simulations.giant_step.simulate` in its default clean mode (fresh readout batch,
-  A, B from the gradient batch), streamed in chunks, float32 and float64; 1 seed by default
-  (``--seeds S`` for more).
-* Baseline: a plain numpy implementation in the style of the published notebook (global RNG
-  ``np.random.randn``, whole batches in memory, the gradient as in the notebook (Z W0^T formed
-  twice), features of the same batch for the readout, ``np.linalg.inv`` for the ridge,
-  float64). At the full size it needs > 10 GB and minutes per seed, so by default it is run at
-  a smaller n (``--baseline-n``, default 65536) and its time is SCALED BY ITS FLOP COUNT to
-  n = 262144 (printed as such). The notebook's own timing (445 s for 10 seeds, i.e. 44.5 s
-  per seed, on the authors' machine) is printed for reference.
+Per seed its loop does, in this order (restated in :func:`notebook_seed`, plain numpy, float64,
+the legacy global-state generator ``randn``, everything in memory):
 
-Each measurement runs in a fresh process (spawned), so that its peak memory
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that process) is its own. The machine's
-matrix-multiply rate is measured first (4096^3 ``@``, best of 3); "fraction of GEMM rate" =
-(flops of the run) / (time) / (that rate in the run's dtype), with SYRK (F^T F) counted as its
-true n p^2 flops.
+1. draw Z (n × d), Z_test (n_test × d), the labels of both and their noise vectors;
+2. A = mean y, B = mean(y z) on both sets (the test pair is used for the test prediction);
+3. the gradient G = Zᵀ[(r a0ᵀ/√p) ⊙ σ′(Z W0ᵀ)]/n with r = ỹ − σ(Z W0ᵀ)a0/√p (Z W0ᵀ formed twice),
+   W = W0 + η Gᵀ;
+4. X = σ(Z Wᵀ) on the SAME batch, X_test = σ(Z_test Wᵀ);
+5. ridge on X/√p with ``inv(XᵀX/p + λI) @ (X/√p)ᵀ @ ỹ`` evaluated left to right (a p × n product),
+   training and test losses, then the predictions with A + Bᵀz put back and the test error.
 
-Run: ``python benchmarks/bench_giant_step.py`` (about a minute and a half on 2 cores; run it
-once), ``--small`` for a quick check (d = 128, p = 256, n = 16384, n_test = 10^4, baseline at
-the same n, no scaling).
+Ours: :func:`simulations.giant_step.simulate` in the notebook's protocol (``reuse_batch=True``:
+the readout on the gradient batch; ``preprocess=True`` with A, B from that batch; the test set
+streamed, never stored), in float64 (the notebook's dtype) and float32 (GEMMs and activations in
+float32, every accumulation and the ridge solve in float64). Both sides run in this one process,
+one after the other at each point, after the matrix-multiply rate is measured (4096³ ``@``, best
+of 3, per dtype) for that point.
+
+"Fraction of the GEMM rate" = (the algorithm's matrix-product flops) / (time) / (that rate in
+the run's dtype), the same flop count for both sides (:func:`flops`): the gradient's two products
+4npd, the features after the step 2npd, the Gram matrix np² (SYRK), the test features 2 n_test p d.
+The notebook does more (Z W0ᵀ twice, the p × n product of the ridge, an explicit inverse); those
+extra flops count as overhead, not as work. Peak memory: numpy's allocations as traced by
+``tracemalloc`` during the run (numpy reports its buffers to it).
+
+Run: ``python benchmarks/bench_giant_step.py`` (the three points, one seed each; about 3 minutes
+on 2 cores, the notebook's largest point needs ≈ 10 GB), ``--points 0 1`` for a subset,
+``--small`` for a quick check (d = 128, p = 256, n_test = 10⁴ at the same κ).
 """
 from __future__ import annotations
 
@@ -31,187 +42,162 @@ import os
 
 # Idle OpenBLAS threads spin for ~2^28 cycles (~0.1 s) after every product before sleeping; on a
 # 2-core machine that takes a core away from whatever runs next (here: the parallel drawing of
-# random numbers, ~15% of the total time). 2^4 cycles makes them sleep at once. Read by OpenBLAS
-# when numpy is imported, so it is set before the import (and inherited by the spawned
-# measurement processes, baseline included). Override by setting it in the environment.
+# random numbers). 2^4 cycles makes them sleep at once. Read by OpenBLAS when numpy is imported,
+# so it is set before the import; it applies to both sides. Override it in the environment.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import gemm_rates as _gemm_rates, in_child as _in_child, peak_mb as _peak_mb  # noqa: E402
+from _common import gemm_rates  # noqa: E402
 
-NOTEBOOK_SECONDS_PER_SEED = 445.0 / 10  # single_step.ipynb, n = 262144, 10 seeds
-
-
-# ----------------------------------------------------------------------------- flop counts
-def flops_ours(d, p, n, n_test, steps=1, n_ridge=None):
-    """Per step 2 GEMMs of n p d (Z W^T, sigma'(H)^T (r Z)); readout Z W^T + SYRK; test Z W^T."""
-    n_ridge = n if n_ridge is None else n_ridge
-    return steps * 4.0 * n * p * d + 2.0 * n_ridge * p * d + n_ridge * p * p + 2.0 * n_test * p * d
+#: single_step.ipynb: the exponents of its sample sizes n = ⌊d^κ⌋ and its own seconds per 10 seeds.
+NOTEBOOK_KAPPAS = (1.3, 1.65, 2.0)
+NOTEBOOK_SECONDS_10_SEEDS = {3326: 41.66, 29532: 77.17, 262144: 445.02}
+LAMBDA_P = 1.0
 
 
-def flops_baseline(d, p, n, n_test):
-    """The notebook: Z W0^T twice + Z^T R (gradient), Z W^T (features), X^T X (SYRK),
-    inverse (~2 p^3), test features."""
-    return 8.0 * n * p * d + n * p * p + 2.0 * p**3 + 2.0 * n_test * p * d
+def notebook_grid(d: int) -> list[int]:
+    """The notebook's sample sizes: ⌊d^κ⌋ for κ = 1.3, 1.65, 2 (logspace of base d, cast to int)."""
+    return [int(n) for n in np.logspace(NOTEBOOK_KAPPAS[0], NOTEBOOK_KAPPAS[-1], len(NOTEBOOK_KAPPAS), base=d)
+            .astype(int)]
 
 
-# ----------------------------------------------------------------------------- baseline
-def notebook_baseline(d, p, n, n_test, seed):
-    """single_step.ipynb, restated (T1 teacher, ReLU student, preprocessing, batch reuse).
-
-    Differences from the notebook: the test predictions use the TRAINING estimates A, B (the
-    notebook recomputes them from the test labels, a leak), so the number is comparable to
-    ours; everything else (global RNG, data in memory, explicit inverse) is as in the notebook.
-    """
-    np.random.seed(seed)
-
-    def s_star(x):
-        return (x**4 - 6 * x**2 + 3) / 24 + (x**2 - 1) / 2 + x
-
-    def f(x):
-        return np.maximum(x, 0)
-
-    def fprime(x):
-        return (x > 0).astype(int)
-
-    W0 = 1 / np.sqrt(d) * np.random.randn(p, d)
-    v1 = np.random.randn(d)
-    theta1 = v1 / np.linalg.norm(v1)
-    w = np.zeros(d)
-    w[0] = np.random.randn()
-    w -= np.dot(w, v1) * v1 / np.dot(v1, v1)
-    theta2 = w / np.linalg.norm(w)
-    a0 = 1 / np.sqrt(p) * np.random.randn(p)
-    eta = 10 * np.sqrt(n) * np.sqrt(p)
-    lamb = 1.0
-
-    Z = np.random.randn(n, d)
-    Ztest = np.random.randn(n_test, d)
-    Y = (s_star(Z @ theta1) + s_star(Z @ theta2)) / 2
-    Ytest = (s_star(Ztest @ theta1) + s_star(Ztest @ theta2)) / 2
-    A = np.mean(Y)
-    B = np.mean(Y.reshape(-1, 1) * Z, axis=0)
-    Y_touse = Y - A - Z @ B
-
-    def fnn0(D, W, a):
-        return 1 / np.sqrt(p) * f(D @ W.T) @ a
-
-    G = 1 / n * Z.T @ (1 / np.sqrt(p) * np.outer((Y_touse - fnn0(Z, W0, a0)), a0) * fprime(Z @ W0.T))
-    Wgd = W0 + eta * G.T
-    X = f(Z @ Wgd.T)
-    Xtest = f(Ztest @ Wgd.T)
-    Xs = X / np.sqrt(p)
-    if n >= p:
-        wr = np.linalg.inv(Xs.T @ Xs + lamb * np.identity(p)) @ Xs.T @ Y_touse
-    else:
-        wr = Xs.T @ np.linalg.inv(Xs @ Xs.T + lamb * np.identity(n)) @ Y_touse
-    Yhat_test = A + Ztest @ B + 1 / np.sqrt(p) * Xtest @ wr
-    return float(np.mean((Yhat_test - Ytest) ** 2))
+def flops(d: int, p: int, n: int, n_test: int) -> float:
+    """Matrix-product flops of one preprocessed step with the readout on the same batch."""
+    return 4.0 * n * p * d + 2.0 * n * p * d + float(n) * p * p + 2.0 * n_test * p * d
 
 
-# ----------------------------------------------------------------------------- children
+# ----------------------------------------------------------------------------- the notebook's loop
+def _he124(x):
+    """s(x) = He1 + He2/2 + He4/24 (the notebook's teacher activation)."""
+    x2 = x * x
+    return (x2 * x2 - 6.0 * x2 + 3.0) / 24.0 + (x2 - 1.0) / 2.0 + x
 
 
-def _run_ours(d, p, n, n_test, dtype, seeds):
+def _teacher_labels(rs, Z, t1, t2):
+    """y = (s(Z θ1) + s(Z θ2))/2 + √noise ε with noise 0 (the ε are still drawn, as there)."""
+    return 0.5 * (_he124(Z @ t1) + _he124(Z @ t2)) + 0.0 * rs.standard_normal(Z.shape[0])
+
+
+def _notebook_setup(rs, d, p):
+    """W0 rows N(0, I/d); θ1 uniform; θ2 ⊥ θ1 from a vector with one random entry; a0 ~ N(0, 1/p)."""
+    W0 = rs.standard_normal((p, d)) / math.sqrt(d)
+    t1 = rs.standard_normal(d)
+    t1 /= np.linalg.norm(t1)
+    e = np.zeros(d)
+    e[0] = rs.standard_normal()
+    e -= (e @ t1) * t1
+    t2 = e / np.linalg.norm(e)
+    a0 = rs.standard_normal(p) / math.sqrt(p)
+    return W0, t1, t2, a0
+
+
+def notebook_seed(d: int, p: int, n: int, n_test: int, seed: int, lam: float = LAMBDA_P) -> float:
+    """One seed of single_step.ipynb's loop (steps 1-5 of the module docstring); its test error.
+
+    The test prediction uses A, B estimated on the test set itself, as the notebook does (a leak
+    of ≈ 10⁻³ in the error at d = 512; ours never uses test labels for anything but the error)."""
+    rs = np.random.RandomState(seed)  # the algorithm of the notebook's global np.random.randn
+    W0, t1, t2, a0 = _notebook_setup(rs, d, p)
+    relu = lambda x: np.maximum(x, 0)  # noqa: E731
+    eta = 10.0 * math.sqrt(n) * math.sqrt(p)
+    Z = rs.standard_normal((n, d))
+    Zt = rs.standard_normal((n_test, d))
+    y = _teacher_labels(rs, Z, t1, t2)
+    yt = _teacher_labels(rs, Zt, t1, t2)
+    A, At = y.mean(), yt.mean()
+    B, Bt = (y[:, None] * Z).mean(axis=0), (yt[:, None] * Zt).mean(axis=0)
+    y_res, yt_res = y - A - Z @ B, yt - At - Zt @ Bt
+    # the notebook's evaluation order: a scalar times a matrix, then the product (n × p temporaries)
+    out0 = relu(Z @ W0.T) / math.sqrt(p) @ a0
+    M = np.outer(y_res - out0, a0) / math.sqrt(p) * (Z @ W0.T > 0).astype(int)
+    W = W0 + eta * (Z.T / n @ M).T
+    X, Xt = relu(Z @ W.T), relu(Zt @ W.T)
+    Xs = X / math.sqrt(p)
+    w = np.linalg.inv(Xs.T @ Xs + lam * np.identity(p)) @ Xs.T @ y_res  # n >= p on the whole grid
+    fit, pred = X @ w / math.sqrt(p), Xt @ w / math.sqrt(p)
+    _train, _test = np.mean((y_res - fit) ** 2), np.mean((yt_res - pred) ** 2)
+    _y_hat_train = A + Z @ B + X / math.sqrt(p) @ w
+    y_hat = At + Zt @ Bt + Xt / math.sqrt(p) @ w
+    return float(np.mean((y_hat - yt) ** 2))
+
+
+# ----------------------------------------------------------------------------- ours
+def ours_seed(d: int, p: int, n: int, n_test: int, seed: int, dtype: str) -> float:
+    """Algorithm 1 in the notebook's protocol (batch reused for the readout, preprocessing)."""
     from asymptotics.conventions import lam_from_scaled_features
     from simulations.giant_step import simulate
 
-    kw = dict(target="T1", activation="relu", d=d, p=p, n=n, steps=1, eta="notebook",
-              lam=lam_from_scaled_features(1.0, p, n), n_test=n_test, preprocess=True, dtype=dtype)
-    simulate(**{**kw, "n": 4096, "n_test": 4096, "lam": lam_from_scaled_features(1.0, p, 4096)})  # warm-up
-    times, errors = [], []
-    for s in seeds:
-        t = time.perf_counter()
-        r = simulate(**kw, seed=s)
-        times.append(time.perf_counter() - t)
-        errors.append(r.test_error)
-    return times, errors, _peak_mb()
+    return simulate("T1", "relu", d, p, n, 1, "notebook", lam_from_scaled_features(LAMBDA_P, p, n), n_test,
+                    a_init="gauss", preprocess=True, reuse_batch=True, dtype=dtype, seed=seed).test_error
 
 
-def _run_baseline(d, p, n, n_test, seeds):
-    times, errors = [], []
-    for s in seeds:
-        t = time.perf_counter()
-        errors.append(notebook_baseline(d, p, n, n_test, 1000 + s))
-        times.append(time.perf_counter() - t)
-    return times, errors, _peak_mb()
-
-
-
-
+def _timed(fn, *args) -> tuple[float, float, float]:
+    """(seconds, result, traced peak MB) of one call."""
+    tracemalloc.start()
+    t = time.perf_counter()
+    value = fn(*args)
+    seconds = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return seconds, value, peak
 
 
 # ----------------------------------------------------------------------------- main
+def _point(d, p, n, n_test, seeds, dtypes, baseline: bool) -> None:
+    rates = gemm_rates()
+    work = flops(d, p, n, n_test)
+    print(f"n = {n} (κ = {math.log(n) / math.log(d):.2f}), GEMM rate: "
+          + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in rates.items())
+          + f"; {work:.3g} flop per seed")
+    times = {}
+    rows = [(f"ours {dt}", dt, ours_seed, (dt,)) for dt in dtypes]
+    if baseline:
+        rows.append(("notebook (numpy)", "float64", notebook_seed, ()))
+    for label, dt, fn, extra in rows:
+        runs = [_timed(fn, d, p, n, n_test, s, *extra) for s in seeds]
+        t = float(np.mean([r[0] for r in runs]))
+        times[label] = t
+        errs = [r[1] for r in runs]
+        err = f"{np.mean(errs):.4f}" + (f" ± {np.std(errs):.4f}" if len(errs) > 1 else "")
+        print(f"  {label:18s} {dt}: {t:7.2f} s/seed, test error {err}, {100 * work / t / rates[dt]:3.0f} % of "
+              f"the {dt} GEMM rate, peak {max(r[2] for r in runs):6.0f} MB")
+    if baseline:
+        t_nb = times["notebook (numpy)"]
+        ratios = ", ".join(f"{label} {t_nb / times[label]:.1f}x" for label in times if label.startswith("ours"))
+        ref = NOTEBOOK_SECONDS_10_SEEDS.get(n) if d == 512 and p == 1024 else None
+        own = f" (the notebook's own run: {ref / 10:.1f} s/seed on its authors' machine)" if ref else ""
+        print(f"  speed-up over the notebook's algorithm: {ratios}{own}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="quick check at d=128, p=256, n=16384")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds for our simulator (default 1)")
-    ap.add_argument("--baseline-seeds", type=int, default=1)
-    ap.add_argument("--baseline-n", type=int, default=None,
-                    help="n at which the baseline is run (default 65536; --small: the same n)")
+    ap.add_argument("--small", action="store_true", help="d = 128, p = 256, n_test = 10^4")
+    ap.add_argument("--points", type=int, nargs="*", default=None, help="indices into the grid (default all)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per side and point (default 1)")
     ap.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     ap.add_argument("--no-baseline", action="store_true", help="time our simulator only")
     args = ap.parse_args()
-
-    if args.small:
-        d, p, n, n_test = 128, 256, 16384, 10_000
-        n_base = args.baseline_n or n
-    else:
-        d, p, n, n_test = 512, 1024, 262_144, 100_000
-        n_base = args.baseline_n or 65_536
-    seeds = list(range(args.seeds))
+    d, p, n_test = (128, 256, 10_000) if args.small else (512, 1024, 100_000)
+    grid = notebook_grid(d)
+    points = range(len(grid)) if args.points is None else args.points
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
-
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; OPENBLAS_THREAD_TIMEOUT="
           f"{os.environ['OPENBLAS_THREAD_TIMEOUT']}; load average {os.getloadavg()[0]:.2f} "
-          f"(other processes on the same cores slow everything down)")
-    rates = _in_child(_gemm_rates)
-    print("matrix multiply (4096^3 @, best of 3): "
-          + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in rates.items()))
-    print(f"point: T1, relu, d={d}, p={p}, n={n}, T=1, eta=10 sqrt(np), lambda_P=1 (lam=p/n), "
-          f"n_test={n_test}, preprocessing; ours: fresh readout batch (clean mode)")
-
-    f_ours = flops_ours(d, p, n, n_test)
-    ours = {}
-    for dt in dtypes:
-        times, errs, peak = _in_child(_run_ours, d, p, n, n_test, dt, seeds)
-        t = float(np.mean(times))
-        ours[dt] = t
-        frac = f_ours / t / rates[dt]
-        err = f"{np.mean(errs):.4f}" + (f" ± {np.std(errs):.4f}" if len(errs) > 1 else "")
-        print(f"  ours {dt}: {t:7.2f} s/seed (seeds {len(times)}), test error {err}, "
-              f"{f_ours:.3g} flop -> {f_ours / t / 1e9:.1f} GFLOP/s = {100 * frac:.0f}% of the "
-              f"{dt} GEMM rate; peak RSS {peak:.0f} MB")
-
-    if args.no_baseline:
-        return
-    bseeds = list(range(args.baseline_seeds))
-    times, errs, peak = _in_child(_run_baseline, d, p, n_base, n_test, bseeds)
-    t_base = float(np.mean(times))
-    f_b_small, f_b = flops_baseline(d, p, n_base, n_test), flops_baseline(d, p, n, n_test)
-    print(f"  baseline (notebook style, float64) at n={n_base}: {t_base:.2f} s/seed, test error "
-          f"{np.mean(errs):.4f} (batch reused for the readout), "
-          f"{f_b_small / t_base / 1e9:.1f} GFLOP/s, peak RSS {peak:.0f} MB")
-    if n_base != n:
-        scale = f_b / f_b_small
-        t_base_full = t_base * scale
-        print(f"  baseline SCALED BY FLOP COUNT to n={n}: x{scale:.2f} -> {t_base_full:.1f} s/seed "
-              f"(estimate; peak memory ~{peak * n / n_base / 1024:.1f} GB if extrapolated linearly "
-              f"in n); the notebook itself reports {NOTEBOOK_SECONDS_PER_SEED:.1f} s/seed")
-    else:
-        t_base_full = t_base
-    for dt, t in ours.items():
-        line = f"speed-up ours {dt} vs baseline: {t_base_full / t:.1f}x"
-        if not args.small:
-            line += f"  (vs the notebook's own 44.5 s/seed: {NOTEBOOK_SECONDS_PER_SEED / t:.1f}x)"
-        print(line)
+          "(other processes on the same cores slow everything down)")
+    print(f"single_step.ipynb: T1, ReLU, d = {d}, p = {p}, n = {grid}, T = 1, η = 10√(np), λ_P = 1, "
+          f"n_test = {n_test}, preprocessing, readout on the gradient batch")
+    ours_seed(d, p, 4096, 4096, 0, dtypes[0])  # warm-up: Numba kernels, imports
+    for i in points:
+        _point(d, p, grid[i], n_test, list(range(args.seeds)), dtypes, not args.no_baseline)
 
 
 if __name__ == "__main__":

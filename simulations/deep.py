@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from asymptotics.validation import finite_float, float_dtype, nonneg_float, nonneg_int, pos_int
+from asymptotics.validation import choice, finite_float, float_dtype, nonneg_float, nonneg_int, pos_int
 
 from .covariance import MomentAccumulator
 from .features import SampleStream, Teacher, random_teacher, random_weights
@@ -126,7 +126,11 @@ class DeepFeaturesSpec(ModelSpec):
 
     network : the network description (module docstring); n : training samples;
     lams : the mean-loss λ of the path (θ̂ = (FᵀF/n + λI)⁻¹Fᵀy/n); n_test : size of the fresh
-    test set; dtype : "float64" or "float32" (the features; the solve is always float64).
+    test set; dtype : "float64" or "float32" (the features; the solve is always float64);
+    readout : "raw" (default: ridge on the features as they are) or "intercept" (an unpenalised
+    intercept: features and labels centred by their training-sample means, ridge on them, and
+    the prediction ȳ + θ̂ᵀ(φ − φ̄)). A raw readout is left out of the spec's canonical form, so
+    the points (and seeds) of earlier specs are unchanged.
     """
 
     kind: ClassVar[str] = "deep-features"
@@ -135,6 +139,7 @@ class DeepFeaturesSpec(ModelSpec):
     lams: tuple
     n_test: int
     dtype: str = "float64"
+    readout: str = "raw"
 
     def validate(self) -> None:
         self._set("network", check_network(self.network))
@@ -142,6 +147,15 @@ class DeepFeaturesSpec(ModelSpec):
         self._set("lams", tuple(float(x) for x in check_lams(self.lams)))
         self._set("n_test", pos_int(self.n_test, "n_test"))
         self._set("dtype", float_dtype(self.dtype).name)
+        self._set("readout", choice(self.readout, "readout", ("raw", "intercept")))
+        if self.readout == "intercept" and self.n < 2:
+            raise ValueError(f"n must be at least 2 with an intercept readout, got {self.n}")
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if out["readout"] == "raw":
+            del out["readout"]
+        return out
 
 
 @register_spec
@@ -167,7 +181,9 @@ def deep_ridge_task(spec: DeepFeaturesSpec | dict, seed: np.random.SeedSequence)
     ``spec``: a :class:`DeepFeaturesSpec` or its dict form (``network``, ``n``, ``lams``,
     ``n_test``, optional ``dtype``). θ̂(λ) = (FᵀF/n + λI)⁻¹Fᵀy/n on n samples from
     ``child_seed(seed, "train")``; the test error is the mean squared error (label noise
-    included) on ``n_test`` fresh samples from ``child_seed(seed, "test")``.
+    included) on ``n_test`` fresh samples from ``child_seed(seed, "test")``. With
+    ``readout="intercept"`` the ridge runs on the training features and labels centred by their
+    sample means φ̄, ȳ and predicts ȳ + θ̂ᵀ(φ − φ̄) (the unpenalised intercept).
     Returns ``{"test_error": (L,), "train_error": (L,)}``.
     """
     spec = spec if isinstance(spec, DeepFeaturesSpec) else DeepFeaturesSpec.from_dict(spec)
@@ -177,9 +193,16 @@ def deep_ridge_task(spec: DeepFeaturesSpec | dict, seed: np.random.SeedSequence)
         return SampleStream(weights, acts, child_seed(seed, purpose), teacher=teacher, dtype=spec.dtype).take(m)
 
     train = samples("train", spec.n)
-    path = ridge_path(train.phi, train.y, np.asarray(spec.lams))
+    f, y = train.phi, train.y
+    if spec.readout == "intercept":  # centred by the training means: the intercept ȳ − θ̂ᵀφ̄
+        phi_bar, y_bar = f.astype(np.float64).mean(axis=0), float(np.mean(y, dtype=np.float64))
+        f, y = f - phi_bar, y - y_bar
+    path = ridge_path(f, y, np.asarray(spec.lams))
     test = samples("test", spec.n_test)
-    resid = test.y.astype(np.float64)[:, None] - test.phi.astype(np.float64) @ path.theta
+    f, y = test.phi.astype(np.float64), test.y.astype(np.float64)
+    if spec.readout == "intercept":
+        f, y = f - phi_bar, y - y_bar
+    resid = y[:, None] - f @ path.theta
     return {"test_error": np.mean(resid**2, axis=0), "train_error": path.train_error}
 
 

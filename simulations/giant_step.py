@@ -63,11 +63,13 @@ Nothing of size n x d or n x p is ever held: each batch is generated and consume
 chunk (memory O(chunk x max(d, p)) + O(p (p + d))). Per chunk: one GEMM H = Z W^T, the
 activation and its derivative applied by :func:`asymptotics.functions.apply`, a GEMV for the
 network output, and the accumulations G += sigma'(H)^T (r * Z) (GEMM), K += F^T F (SYRK) and
-F^T y; the readout is solved in float64 from K by one symmetric eigendecomposition (every
-lambda of a grid at O(p^2) each; lam = 0 is the minimum-norm solution), and the test error
-needs only F_test theta. Preprocessing costs a second generation pass over the gradient
-batch (A and B must be known before the step). The random numbers of the blocks of a chunk are
-drawn by ``threads`` threads (default: the BLAS thread limit). On machines with few cores, set
+F^T y; the readout is solved in float64 from K, by one Cholesky factorisation per lambda for
+up to 8 values of lambda > 0 (p^3/3 flops each), otherwise by one symmetric eigendecomposition
+(every lambda of a grid at O(p^2) each; lam = 0 is the minimum-norm solution), and the test
+error needs only F_test theta. Preprocessing costs a second generation pass over the gradient
+batch (A and B must be known before the step). Everything of a block that needs no weights (its
+random numbers, labels, preprocessed labels and the rounding to float32) is computed by
+``threads`` threads, block by block (default: the BLAS thread limit). On machines with few cores, set
 ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (before numpy is imported): otherwise idle
 OpenBLAS threads spin ~0.1 s after every product and take a core from that drawing (about 15%
 of the run time at d = 512, p = 1024 on 2 cores).
@@ -136,6 +138,9 @@ BLOCK = 4096
 #: Default compute chunk: about this many elements (rows x max(d, p)) per buffer.
 _CHUNK_ELEMENTS = 1 << 23
 _EPS = np.finfo(np.float64).eps
+#: Up to this many λ (all > 0) the readout is solved by one Cholesky factorisation per λ, beyond it
+#: (or with λ = 0) by one eigendecomposition for the whole grid.
+_CHOLESKY_MAX_LAMS = 8
 
 #: Learning-rate rules and their default prefactors (docs/theory/giant_step.md).
 RULES: dict[str, float] = {"const": 2.0, "sqrt": 1.0, "notebook": 10.0}
@@ -315,31 +320,51 @@ class GiantStepProblem:
             raise ValueError("target returned NaN or inf")
         return y
 
+    def _fill(self, purpose: str, step: int, b: int, Z: np.ndarray, eps: np.ndarray, y: np.ndarray,
+              prep=None, yt: np.ndarray | None = None, Zc: np.ndarray | None = None) -> None:
+        """Everything of block b that needs no weights: its inputs Z (float64) and labels y; with
+        ``prep`` = (A, B) the preprocessed labels yt = y - A - Z B; with ``Zc`` the inputs rounded
+        to the compute dtype. Run in the drawing threads (numpy releases the GIL)."""
+        self._draw(purpose, step, b, Z, eps)
+        y[:] = self._labels(Z, eps)
+        if prep is not None:
+            np.subtract(y, prep[0], out=yt)
+            yt -= Z @ prep[1]
+        if Zc is not None:
+            np.copyto(Zc, Z, casting="same_kind")
+
+    def _chunks(self, kind: str, n: int, step: int, chunk: int | None, pool=None, prep=None,
+                work: "_Work | None" = None) -> Iterator[tuple]:
+        """Yield (start, Z float64, y, y~, Z in the compute dtype of ``work``) chunk by chunk
+        (y~ = y without ``prep``; the float64 Z without ``work`` or in float64). The arrays are
+        reused between chunks. With a thread ``pool`` the blocks of a chunk are filled in
+        parallel (each block has its own generator, so the draw is the same)."""
+        purpose = self._KIND[kind]
+        rows = _chunk_rows(chunk, self.block, self.d, self.p, n)
+        Zbuf, ebuf, ybuf = np.empty((rows, self.d)), np.empty(rows), np.empty(rows)
+        ytbuf = ybuf if prep is None else np.empty(rows)
+        Zcbuf = None if work is None or work.Z is None else work.Z
+        for start in range(0, n, rows):
+            m = min(rows, n - start)
+            jobs = [(purpose, step, (start + s) // self.block, Zbuf[s:e], ebuf[s:e], ybuf[s:e], prep,
+                     ytbuf[s:e], None if Zcbuf is None else Zcbuf[s:e]) for s, e in _blocks(m, self.block)]
+            if pool is None or len(jobs) == 1:
+                for job in jobs:
+                    self._fill(*job)
+            else:
+                for _ in pool.map(lambda job: self._fill(*job), jobs):
+                    pass
+            yield start, Zbuf[:m], ybuf[:m], ytbuf[:m], Zbuf[:m] if Zcbuf is None else Zcbuf[:m]
+
     def stream(self, kind: str, n: int, step: int = 0, chunk: int | None = None,
                pool: ThreadPoolExecutor | None = None) -> Iterator[tuple]:
         """Yield (start, Z (m x d float64), y (m,)) for a batch of n rows, ``chunk`` rows at a time
         (rounded down to a multiple of ``block``). The arrays are reused between chunks. With a
-        thread ``pool`` the random numbers of the blocks of a chunk are drawn in parallel (numpy
-        releases the GIL while filling; each block has its own generator, so the draw is the
-        same); the labels are computed in the calling thread, block by block."""
-        purpose = self._KIND[kind]
-        rows = _chunk_rows(chunk, self.block, self.d, self.p, n)
-        Zbuf = np.empty((rows, self.d))
-        ebuf = np.empty(rows)
-        ybuf = np.empty(rows)
-        for start in range(0, n, rows):
-            m = min(rows, n - start)
-            jobs = [(purpose, step, (start + s) // self.block, Zbuf[s:e], ebuf[s:e])
-                    for s, e in _blocks(m, self.block)]
-            if pool is None or len(jobs) == 1:
-                for job in jobs:
-                    self._draw(*job)
-            else:
-                for _ in pool.map(lambda job: self._draw(*job), jobs):
-                    pass
-            for s, e in _blocks(m, self.block):
-                ybuf[s:e] = self._labels(Zbuf[s:e], ebuf[s:e])
-            yield start, Zbuf[:m], ybuf[:m]
+        thread ``pool`` the random numbers and labels of the blocks of a chunk are computed in
+        parallel (numpy releases the GIL; each block has its own generator, so the draw is the
+        same)."""
+        for start, Z, y, _, _ in self._chunks(kind, n, step, chunk, pool):
+            yield start, Z, y
 
     def batch(self, kind: str, n: int, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The whole batch (Z, y) of a ``kind`` in {"gd", "ridge", "test"} (step t for "gd")."""
@@ -515,24 +540,13 @@ def _linear_part(problem: GiantStepProblem, kind: str, step: int, n: int, chunk,
     return sy / n, B / n
 
 
-def _labels(Z64, y, prep, block):
-    """y~ = y - A - Z B (block by block), or y itself without preprocessing."""
-    if prep is None:
-        return y
-    A, B = prep
-    out = y - A
-    for s, e in _blocks(len(y), block):
-        out[s:e] -= Z64[s:e] @ B
-    return out
-
-
 def _gd_step(problem, W, step, n, prep, work, chunk) -> np.ndarray:
     act, block = problem.activation, problem.block
     Wc_t = W.astype(work.dtype).T
     a_s = (problem.a0 / math.sqrt(problem.p)).astype(work.dtype)
     G = np.zeros((problem.p, problem.d))
-    for _, Z64, y in problem.stream("gd", n, step, chunk, work.pool):
-        _gradient_chunk(act, Wc_t, a_s, work.inputs(Z64), _labels(Z64, y, prep, block), work, G, block)
+    for _, _, _, yt, Zc in problem._chunks("gd", n, step, chunk, work.pool, prep, work):
+        _gradient_chunk(act, Wc_t, a_s, Zc, yt, work, G, block)
     G *= (problem.a0 / math.sqrt(problem.p))[:, None] / n
     return G
 
@@ -544,10 +558,9 @@ def _gram(problem, W, kind, step, n, prep, work, chunk):
     K = np.zeros((problem.p, problem.p))
     b = np.zeros(problem.p)
     sy2 = 0.0
-    for _, Z64, y in problem.stream(kind, n, step, chunk, work.pool):
-        m = len(y)
-        F = _forward(act, work.inputs(Z64), Wc_t, work.H[:m], block, apply=True)
-        yt = _labels(Z64, y, prep, block)
+    for _, _, _, yt, Zc in problem._chunks(kind, n, step, chunk, work.pool, prep, work):
+        m = len(yt)
+        F = _forward(act, Zc, Wc_t, work.H[:m], block, apply=True)
         yc = yt.astype(work.dtype, copy=False)
         for s, e in _blocks(m, block):
             Fb = F[s:e]
@@ -562,10 +575,9 @@ def _test_errors(problem, W, theta, prep, n_test, work, chunk) -> np.ndarray:
     Wc_t = W.astype(work.dtype).T
     th = theta.astype(work.dtype)
     total = np.zeros(theta.shape[1])
-    for _, Z64, y in problem.stream("test", n_test, 0, chunk, work.pool):
-        m = len(y)
-        F = _forward(act, work.inputs(Z64), Wc_t, work.H[:m], block, apply=True)
-        yt = _labels(Z64, y, prep, block)
+    for _, _, _, yt, Zc in problem._chunks("test", n_test, 0, chunk, work.pool, prep, work):
+        m = len(yt)
+        F = _forward(act, Zc, Wc_t, work.H[:m], block, apply=True)
         for s, e in _blocks(m, block):
             res = yt[s:e, None] - (F[s:e] @ th)
             total += np.einsum("ij,ij->j", res, res)
@@ -827,7 +839,9 @@ def _algorithm_1(problem: GiantStepProblem, run: _Run, work: _Work, rows: int):
         prep = _linear_part(problem, kind, rstep, run.n_ridge, rows, work.pool)
     K, b, sy2 = _gram(problem, W, kind, rstep, run.n_ridge, prep, work, rows)
     m = run.n_ridge
-    theta, train = ridge_from_gram(K / m, b / m, run.lams, sy2 / m, n=m)
+    # a short grid of λ > 0: one Cholesky solve each (~20x cheaper than the eigendecomposition)
+    method = "cholesky" if len(run.lams) <= _CHOLESKY_MAX_LAMS else "eigh"
+    theta, train = ridge_from_gram(K / m, b / m, run.lams, sy2 / m, n=m, method=method)
     test = _test_errors(problem, W, theta, prep, run.n_test, work, rows)
     return W, overlaps, prep, theta, train, test
 

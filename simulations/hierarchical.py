@@ -59,16 +59,24 @@ and :func:`train_adam` build one from their keyword arguments, :func:`hierarchic
 
 Computation
 -----------
-Nothing of size n × m1 or n × m2 is ever held. Rows are processed in blocks of ``block`` rows
-(default :data:`BLOCK`): Z = [X, 1] [V, s]ᵀ is one GEMM (numpy ``@``, BLAS), then fused Numba
-kernels compute g = α1 Σ u_j z_j^3 (one pass over Z), the ReLU branch of the scalar bottleneck
-(O(m2) per row, no GEMM) with its gradient, and W in place of Z with ∂u; ∂[V, s] is one GEMM.
-Per-row-group partial sums (fixed groups of :data:`_GROUP` rows) are reduced in a fixed order,
-and every accumulation over blocks is summed block by block in block order (float64), so the
-results do not depend on the number of threads or on ``chunk`` (rows per generated buffer of the
-streamed data sets D1, D2 and the test set; rounded to a multiple of ``block``). Stage 1
-accumulates ΦᵀΦ (SYRK) in float64. ``dtype="float32"`` runs the GEMMs and the first-layer
-kernels in float32 (accumulations, parameters and Gram matrices stay float64).
+Nothing of size n × m1 or n × m2 is ever held. Forward passes (test set, stage statistics) take
+rows in blocks of ``block`` rows (default :data:`BLOCK`): Z = [X, 1] [V, s]ᵀ is one GEMM (numpy
+``@``, BLAS), then Numba kernels compute g = α1 Σ u_j z_j^3 and the ReLU branch (O(m2) per row).
+
+A training pass (loss and gradient, :func:`loss_and_gradient`, each Adam step) cuts the rows into
+:data:`_LANES` contiguous lanes that run in parallel (one Numba thread each, BLAS single-threaded
+inside); a lane takes its rows in tiles small enough for Z to stay in the core's cache
+(:data:`_TILE_BYTES`, at most ``block`` rows) and per tile: Z = [X, 1] [V, s]ᵀ (GEMM), g, the
+ReLU branch, δ, W = 3 (δ uᵀ)∘Z∘Z and ∂u in place of Z, ∂[V, s] += Wᵀ [X, 1] (GEMM). The ReLU
+branch is a piecewise-linear function of the scalar g with its kinks at t_k = −b_k/a_k: sorted once
+per pass (:func:`_relu_tables`), Σ_k c_k ReLU(a_k g + b_k) and Σ_{k active} a_k c_k come from
+prefix sums at the position of g (binary search, O(log m2) per row), and ∂a, ∂b, ∂c from
+histograms of e and e g over those positions (O(m2) per pass, not per row). Each lane sums its
+tiles in order and the lanes are added in lane order (float64), so the results do not depend on
+the number of threads, nor on ``chunk`` (rows per generated buffer of the streamed data sets D1,
+D2 and the test set; rounded to a multiple of ``block``). Stage 1 accumulates ΦᵀΦ (SYRK) in
+float64. ``dtype="float32"`` runs the GEMMs and the first-layer kernels in float32 (g, δ,
+parameters, Gram matrices and every accumulation over tiles stay float64).
 
 Randomness (:func:`simulations.rng.stream`): stream(seed, purpose, ...) with the named purposes
 "lambda", "V", "s", "a", "b", "D1", "D2", "train", "test", "shuffle"; data block k (``block``
@@ -79,6 +87,7 @@ the mini-batch order of epoch k from stream(seed, "shuffle", k). The training se
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -86,6 +95,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterator
 
 import numpy as np
+import numba
 import scipy.linalg
 from numba import njit, prange
 
@@ -121,8 +131,6 @@ __all__ = [
 
 #: Rows per random-number block and per compute block.
 BLOCK = 512
-#: Rows per parallel group inside the Numba kernels (fixed: reductions never depend on threads).
-_GROUP = 32
 #: Default rows per generated buffer of streamed data sets.
 _CHUNK_ROWS = 8192
 
@@ -307,6 +315,13 @@ def init_network(d: int, m1: int, m2: int, seed: SeedLike = 0, *, mup: bool = Tr
 
 # =============================================================================== kernels
 _FM = {"reassoc", "contract", "nsz"}  # vectorised reductions; deterministic for fixed shapes
+#: Lanes of a training epoch: the rows are cut into this many contiguous ranges, each summed on its
+#: own (serially, tile by tile) and the lanes reduced in lane order, so that the gradient does not
+#: depend on the number of threads.
+_LANES = 16
+#: Size of one lane's Z tile: tile rows = the largest power of 2 with rows × m1 × itemsize ≤ this
+#: (at most ``block``), so that Z, W and the GEMMs on them stay in the core's cache.
+_TILE_BYTES = 2 << 20
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -322,73 +337,225 @@ def _cubic_forward(Z, u, alpha1, g):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _cubic_backward(Z, u, delta, part_u, group):  # pragma: no cover - compiled
-    """Z[i, j] <- 3 δ_i u_j Z[i, j]^2 in place; part_u[k, j] = Σ_{i in group k} δ_i Z[i, j]^3."""
-    r, m = Z.shape
-    ng = (r + group - 1) // group
-    for k in prange(ng):
-        pu = part_u[k]
-        for j in range(m):
-            pu[j] = 0.0
-        for i in range(k * group, min(r, (k + 1) * group)):
-            di = delta[i]
-            for j in range(m):
-                z = np.float64(Z[i, j])
-                z2 = z * z
-                pu[j] += di * z2 * z
-                Z[i, j] = 3.0 * di * u[j] * z2
-
-
-@njit(parallel=True, cache=True, fastmath=_FM)
-def _relu_branch(g, y, a, b, c, alpha2, inv_n, f, delta, part, group, backward):  # pragma: no cover
-    """f = g + alpha2 Σ_k c_k ReLU(a_k g + b_k); with ``backward``: e = (f − y) inv_n,
-    part[grp, 0/1/2, k] = Σ_{i in grp} (R_ik e_i, A_ik e_i, A_ik e_i g_i) and
-    delta_i = e_i (1 + alpha2 Σ_k A_ik a_k c_k) (the factor alpha1 is applied by the caller)."""
-    r = g.shape[0]
+def _relu_branch(g, a, b, c, alpha2, f):  # pragma: no cover - compiled
+    """f = g + alpha2 Σ_k c_k ReLU(a_k g + b_k), rows in parallel (O(m2) per row)."""
     m2 = a.shape[0]
-    ng = (r + group - 1) // group
-    for k in prange(ng):
-        if backward:
-            for q in range(3):
-                for j in range(m2):
-                    part[k, q, j] = 0.0
-        for i in range(k * group, min(r, (k + 1) * group)):
-            gi = g[i]
-            acc = 0.0
-            for j in range(m2):
-                pre = a[j] * gi + b[j]
-                acc += c[j] * max(pre, 0.0)
-            fi = gi + alpha2 * acc
-            f[i] = fi
-            if backward:
-                e = (fi - y[i]) * inv_n
-                eg = e * gi
-                s = 0.0
-                for j in range(m2):
-                    pre = a[j] * gi + b[j]
-                    on = 1.0 if pre > 0.0 else 0.0
-                    part[k, 0, j] += max(pre, 0.0) * e
-                    part[k, 1, j] += on * e
-                    part[k, 2, j] += on * eg
-                    s += on * a[j] * c[j]
-                delta[i] = e * (1.0 + alpha2 * s)
+    for i in prange(g.shape[0]):
+        gi = g[i]
+        acc = 0.0
+        for j in range(m2):
+            acc += c[j] * max(a[j] * gi + b[j], 0.0)
+        f[i] = gi + alpha2 * acc
+
+
+# ------------------------------------------------------------------ the training epoch
+@njit(cache=True)
+def _relu_tables(a, b, c, tab, perm):  # pragma: no cover - compiled
+    """The ReLU branch as a piecewise-linear function of the scalar g, for one epoch.
+
+    Unit k is active (a_k g + b_k > 0) iff g > t_k = −b_k/a_k for a_k > 0 (and always for
+    a_k = 0 < b_k, t_k = −∞: the set P), iff g < t_k for a_k < 0 (the set N); never otherwise.
+    perm[:nP] = P sorted by t ascending, perm[nP:nP+nN] = N sorted likewise; tab rows:
+    0 t of P, 1 t of N, 2/3 prefix sums over P of c a / c b (tab[2, q] = Σ_{m<q}),
+    4/5 suffix sums over N of c a / c b (tab[4, q] = Σ_{m≥q}). A row with q_P units of P below
+    its g and q_N units of N at or below it has Σ_k c_k ReLU(a_k g + b_k) =
+    g (tab[2, q_P] + tab[4, q_N]) + tab[3, q_P] + tab[5, q_N]. Returns (nP, nN).
+    """
+    m2 = a.shape[0]
+    t = np.empty(m2)
+    kind = np.zeros(m2, np.int64)  # 1: P, 2: N, 0: never active
+    for k in range(m2):
+        if a[k] > 0.0 or (a[k] == 0.0 and b[k] > 0.0):
+            kind[k] = 1
+        elif a[k] < 0.0:
+            kind[k] = 2
+        t[k] = -b[k] / a[k] if a[k] != 0.0 else -np.inf
+    P = np.flatnonzero(kind == 1)
+    N = np.flatnonzero(kind == 2)
+    P = P[np.argsort(t[P], kind="mergesort")]
+    N = N[np.argsort(t[N], kind="mergesort")]
+    nP, nN = P.shape[0], N.shape[0]
+    perm[:nP] = P
+    perm[nP:nP + nN] = N
+    tab[:, :] = 0.0
+    for q in range(nP):
+        k = P[q]
+        tab[0, q] = t[k]
+        tab[2, q + 1] = tab[2, q] + c[k] * a[k]
+        tab[3, q + 1] = tab[3, q] + c[k] * b[k]
+    for q in range(nN - 1, -1, -1):
+        k = N[q]
+        tab[1, q] = t[k]
+        tab[4, q] = tab[4, q + 1] + c[k] * a[k]
+        tab[5, q] = tab[5, q + 1] + c[k] * b[k]
+    return nP, nN
+
+
+@njit(cache=True)
+def _relu_grads(H, perm, nP, nN, a, b, c, alpha2, ga, gb, gc):  # pragma: no cover - compiled
+    """∂a, ∂b, ∂c from the lanes' histograms H[lane, 0/1, q] = Σ e_i / Σ e_i g_i over the rows
+    with q_P = q and H[lane, 2/3, q] likewise for q_N (lanes summed in order). Unit P[m] is
+    active for the rows with q_P > m, N[m] for those with q_N ≤ m; with E_k = Σ_{active} e_i and
+    G_k = Σ_{active} e_i g_i: ∂a_k = α2 c_k G_k, ∂b_k = α2 c_k E_k, ∂c_k = α2 (a_k G_k + b_k E_k)."""
+    h = np.zeros((4, H.shape[2]))
+    for lane in range(H.shape[0]):
+        h += H[lane]
+    ga[:] = 0.0
+    gb[:] = 0.0
+    gc[:] = 0.0
+    E, G = 0.0, 0.0
+    for m in range(nP - 1, -1, -1):  # suffix sums over q_P > m
+        E += h[0, m + 1]
+        G += h[1, m + 1]
+        k = perm[m]
+        ga[k], gb[k], gc[k] = alpha2 * c[k] * G, alpha2 * c[k] * E, alpha2 * (a[k] * G + b[k] * E)
+    E, G = 0.0, 0.0
+    for m in range(nN):  # prefix sums over q_N ≤ m
+        E += h[2, m]
+        G += h[3, m]
+        k = perm[nP + m]
+        ga[k], gb[k], gc[k] = alpha2 * c[k] * G, alpha2 * c[k] * E, alpha2 * (a[k] * G + b[k] * E)
+
+
+@njit(cache=True, fastmath=_FM)
+def _tile_forward(Z, u, alpha1, g):  # pragma: no cover - compiled
+    """g[i] = alpha1 Σ_j u_j Z[i, j]^3 (float64 accumulation), serial."""
+    r, m = Z.shape
+    for i in range(r):
+        acc = 0.0
+        for j in range(m):
+            z = np.float64(Z[i, j])
+            acc += u[j] * (z * z * z)
+        g[i] = alpha1 * acc
+
+
+@njit(cache=True)
+def _tile_relu(g, y, rows, tab, nP, nN, alpha1, alpha2, inv_n, H, delta):  # pragma: no cover
+    """Output, residual and δ of the tile's rows (``rows``: their indices in y) through the
+    tables of :func:`_relu_tables`: f = g + α2 (g S_a + S_b), e = (f − y) inv_n,
+    δ = α1 e (1 + α2 S_a); adds e, e g to the histograms H (:func:`_relu_grads`); returns
+    Σ (f − y)²."""
+    sse = 0.0
+    for i in range(g.shape[0]):
+        gi = g[i]
+        qp = np.searchsorted(tab[0, :nP], gi, side="left")
+        qn = np.searchsorted(tab[1, :nN], gi, side="right")
+        slope = tab[2, qp] + tab[4, qn]
+        res = gi + alpha2 * (gi * slope + tab[3, qp] + tab[5, qn]) - y[rows[i]]
+        sse += res * res
+        e = res * inv_n
+        H[0, qp] += e
+        H[1, qp] += e * gi
+        H[2, qn] += e
+        H[3, qn] += e * gi
+        delta[i] = alpha1 * e * (1.0 + alpha2 * slope)
+    return sse
+
+
+@njit(cache=True, fastmath=_FM)
+def _tile_backward(Z, delta, u, du):  # pragma: no cover - compiled
+    """Z[i, j] <- W_ij = 3 δ_i u_j Z_ij² in place and du_j += Σ_i δ_i Z_ij³; four rows per pass
+    over j (one load and store of du per four rows), then the remaining rows one by one."""
+    r, m = Z.shape
+    i = 0
+    while i + 4 <= r:
+        d0, d1, d2, d3 = delta[i], delta[i + 1], delta[i + 2], delta[i + 3]
+        for j in range(m):
+            z0, z1 = np.float64(Z[i, j]), np.float64(Z[i + 1, j])
+            z2, z3 = np.float64(Z[i + 2, j]), np.float64(Z[i + 3, j])
+            s0, s1, s2, s3 = z0 * z0, z1 * z1, z2 * z2, z3 * z3
+            du[j] += (d0 * s0) * z0 + (d1 * s1) * z1 + (d2 * s2) * z2 + (d3 * s3) * z3
+            w = 3.0 * u[j]
+            Z[i, j] = w * d0 * s0
+            Z[i + 1, j] = w * d1 * s1
+            Z[i + 2, j] = w * d2 * s2
+            Z[i + 3, j] = w * d3 * s3
+        i += 4
+    for i in range(i, r):
+        di = delta[i]
+        for j in range(m):
+            z = np.float64(Z[i, j])
+            s = z * z
+            du[j] += di * s * z
+            Z[i, j] = 3.0 * u[j] * di * s
+
+
+@njit(cache=True)
+def _lane(lane, X1, idx, y, thetaT, u, alpha1, alpha2, inv_n, tab, nP, nN, per,
+          Zb, Xb, gb, db, Tb, dth, du, H):  # pragma: no cover - compiled
+    """One lane of :func:`_epoch`: its rows, tile by tile — Z = X thetaᵀ (BLAS), g, the ReLU branch
+    and δ, W and ∂u in place of Z, ∂[V, s] += Wᵀ X (BLAS); returns the lane's Σ (f − y)²."""
+    gather = idx.shape[0] > 0
+    n = idx.shape[0] if gather else y.shape[0]
+    tile, m1 = Zb.shape[1], Zb.shape[2]
+    Z, Xt, T, D, U = Zb[lane], Xb[lane], Tb[lane], dth[lane], du[lane]
+    D[:, :] = 0.0
+    U[:] = 0.0
+    H[lane] = 0.0
+    sse = 0.0
+    for s in range(lane * per, min(n, (lane + 1) * per), tile):
+        r = min(tile, n - s)
+        rows = idx[s:s + r] if gather else np.arange(s, s + r)
+        if gather:
+            for i in range(r):
+                Xt[i] = X1[rows[i]]
+        Xr = Xt[:r] if gather else X1[s:s + r]
+        Zr = Z[:r]
+        np.dot(Xr, thetaT, Zr)
+        _tile_forward(Zr, u, alpha1, gb[lane, :r])
+        sse += _tile_relu(gb[lane, :r], y, rows, tab, nP, nN, alpha1, alpha2, inv_n, H[lane], db[lane, :r])
+        _tile_backward(Zr, db[lane, :r], u, U)
+        np.dot(Zr.T, Xr, T)
+        for j in range(m1):
+            for k in range(T.shape[1]):
+                D[j, k] += T[j, k]
+    return sse
+
+
+@njit(parallel=True, cache=True)
+def _epoch(X1, idx, y, thetaT, u, alpha1, alpha2, tab, nP, nN, Zb, Xb, gb, db, Tb, dth, du, H, sse
+           ):  # pragma: no cover - compiled
+    """Loss and gradient sums of one pass over the rows of X1 (``idx``: a subset; empty: all):
+    lane k takes the rows [k per, (k + 1) per), per = ⌈n/lanes⌉ rounded up to whole tiles, and
+    fills dth[k], du[k], H[k], sse[k]; lanes run in parallel, each serially (BLAS inside)."""
+    n = idx.shape[0] if idx.shape[0] > 0 else y.shape[0]
+    lanes, tile = dth.shape[0], Zb.shape[1]
+    rows = -(-n // lanes)
+    per = -(-rows // tile) * tile  # ⌈n/lanes⌉ rounded up to whole tiles
+    for lane in prange(lanes):
+        sse[lane] = _lane(lane, X1, idx, y, thetaT, u, alpha1, alpha2, 1.0 / n, tab, nP, nN, per,
+                          Zb, Xb, gb, db, Tb, dth, du, H)
+
+
+_BLAS = None  # threadpoolctl controller of the loaded BLAS libraries (built on first use)
+
+
+def _serial_blas():
+    """A context in which the BLAS that Numba's np.dot calls (scipy's) runs on one thread: the
+    lanes of :func:`_epoch` already use every Numba thread. A no-op with one Numba thread (a sweep
+    task: its BLAS is limited to one thread already)."""
+    global _BLAS
+    if numba.get_num_threads() == 1:
+        return contextlib.nullcontext()
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    return _BLAS.limit(limits=1)
 
 
 # =============================================================================== engine
 class _Engine:
-    """Buffers for one network size and dtype; forward/backward block by block."""
+    """Buffers for one network size and dtype; forward block by block, training epochs by lanes."""
 
     def __init__(self, m1: int, m2: int, d: int, block: int, dtype: np.dtype):
         self.block, self.dtype = block, dtype
         self.Z = np.empty((block, m1), dtype=dtype)
         self.thetaT = np.empty((d + 1, m1), dtype=dtype)
-        self.dth = np.empty((m1, d + 1), dtype=dtype)
         self.g = np.empty(block)
         self.f = np.empty(block)
-        self.delta = np.empty(block)
-        ng = -(-block // _GROUP)
-        self.part_u = np.empty((ng, m1))
-        self.part2 = np.empty((ng, 3, m2))
+        self.m2 = m2
+        self._train = None
 
     def load(self, net: Network) -> None:
         self.thetaT[...] = net.theta.T
@@ -402,37 +569,24 @@ class _Engine:
         _cubic_forward(Z, net.u, net.alpha1, g)
         return Z, g
 
-    def output(self, g, net: Network, y=None, inv_n=0.0) -> np.ndarray:
-        r = g.shape[0]
-        f = self.f[:r]
-        backward = y is not None
-        _relu_branch(g, y if backward else g, net.a, net.b, net.c, net.alpha2, inv_n, f,
-                     self.delta[:r], self.part2, _GROUP, backward)
+    def output(self, g, net: Network) -> np.ndarray:
+        """f = g + α2 Σ c_k ReLU(a_k g + b_k) for the bottleneck values g."""
+        f = self.f[:g.shape[0]]
+        _relu_branch(g, net.a, net.b, net.c, net.alpha2, f)
         return f
 
-    def accumulate_grad(self, X1, y, net: Network, inv_n: float, grads: dict) -> float:
-        """Add this block's gradient of (1/2n) Σ (f − y)^2 (n via inv_n = 1/n) to ``grads``;
-        return Σ_block (f − y)^2."""
-        r = X1.shape[0]
-        Z, g = self.features(X1, net)
-        f = self.output(g, net, y, inv_n)
-        ng = -(-r // _GROUP)
-        p2 = self.part2[:ng].sum(axis=0)
-        grads["c"] += net.alpha2 * p2[0]
-        grads["b"] += net.alpha2 * net.c * p2[1]
-        grads["a"] += net.alpha2 * net.c * p2[2]
-        delta = self.delta[:r]
-        delta *= net.alpha1
-        _cubic_backward(Z, net.u, delta, self.part_u, _GROUP)
-        grads["u"] += self.part_u[:ng].sum(axis=0)  # δ already carries α1
-        np.matmul(Z.T, X1, out=self.dth)
-        grads["theta"] += self.dth
-        res = f - y
-        return float(res @ res)
-
-
-def _zero_grads(net: Network) -> dict:
-    return {k: np.zeros_like(v) for k, v in net.tensors().items()}
+    def train_buffers(self, block: int) -> dict:
+        """The lanes' tiles and partial sums (allocated on first use, again if ``block`` changes):
+        tile rows = the largest power of 2 ≤ ``block`` whose Z tile fits in :data:`_TILE_BYTES`."""
+        if self._train is None or self._train["block"] != block:
+            (K, m1), m2, L, dt = self.thetaT.shape, self.m2, _LANES, self.dtype
+            fit = max(1, min(block, _TILE_BYTES // (m1 * dt.itemsize)))
+            tile = 1 << (fit.bit_length() - 1)
+            self._train = dict(block=block, Zb=np.empty((L, tile, m1), dt), Xb=np.empty((L, tile, K), dt),
+                               gb=np.empty((L, tile)), db=np.empty((L, tile)), Tb=np.empty((L, m1, K), dt),
+                               dth=np.empty((L, m1, K)), du=np.empty((L, m1)), H=np.empty((L, 4, m2 + 1)),
+                               sse=np.empty(L), tab=np.empty((6, m2 + 1)), perm=np.empty(m2, np.int64))
+        return self._train
 
 
 def _as_rows(X, d_expected=None, name="X") -> np.ndarray:
@@ -482,17 +636,23 @@ def loss_and_gradient(net: Network, X, y, *, block: int = BLOCK, dtype="float64"
 
 
 def _loss_grad(net, X1, y, eng, block, idx=None):
+    """L = (1/2n) Σ (f − y)² over the rows of X1 (with its ones column; ``idx``: a subset of
+    them) and its gradients, in one pass of :func:`_epoch` (tiles of at most ``block`` rows)."""
     eng.load(net)
-    grads = _zero_grads(net)
+    buf = eng.train_buffers(block)
+    nP, nN = _relu_tables(net.a, net.b, net.c, buf["tab"], buf["perm"])
+    rows = _ALL_ROWS if idx is None else np.ascontiguousarray(idx, dtype=np.int64)
+    with _serial_blas():
+        _epoch(np.ascontiguousarray(X1), rows, y, eng.thetaT, net.u, net.alpha1, net.alpha2, buf["tab"], nP, nN,
+               buf["Zb"], buf["Xb"], buf["gb"], buf["db"], buf["Tb"], buf["dth"], buf["du"], buf["H"], buf["sse"])
+    grads = {"theta": buf["dth"].sum(axis=0), "u": buf["du"].sum(axis=0), "a": np.empty(net.m2),
+             "b": np.empty(net.m2), "c": np.empty(net.m2)}
+    _relu_grads(buf["H"], buf["perm"], nP, nN, net.a, net.b, net.c, net.alpha2, grads["a"], grads["b"], grads["c"])
     n = X1.shape[0] if idx is None else len(idx)
-    sse = 0.0
-    for s in range(0, n, block):
-        if idx is None:
-            Xb, yb = X1[s:s + block], y[s:s + block]
-        else:
-            Xb, yb = X1[idx[s:s + block]], y[idx[s:s + block]]
-        sse += eng.accumulate_grad(Xb, yb, net, 1.0 / n, grads)
-    return 0.5 * sse / n, grads
+    return 0.5 * float(buf["sse"].sum()) / n, grads
+
+
+_ALL_ROWS = np.empty(0, dtype=np.int64)  # the index of "every row" for :func:`_epoch`
 
 
 # =============================================================================== evaluation

@@ -190,6 +190,14 @@ def _gram_path(F: np.ndarray, y: np.ndarray, lam: np.ndarray) -> RidgePath:
     return RidgePath(lam, theta, np.maximum(train, 0.0), np.sqrt(s2), int(keep.sum()))
 
 
+def _cholesky_solve(G: np.ndarray, lam: float, g: np.ndarray) -> np.ndarray:
+    """(G + λI)⁻¹ g by Cholesky: numpy's LAPACK for the factorisation (the GEMMs' OpenBLAS; see
+    the note in :func:`ridge_from_gram`), two O(p²) triangular solves. LinAlgError if not PD."""
+    L = np.linalg.cholesky(G + lam * np.eye(G.shape[0]))
+    z = scipy.linalg.solve_triangular(L, g, lower=True, check_finite=False)
+    return scipy.linalg.solve_triangular(L, z, lower=True, trans="T", check_finite=False)
+
+
 def ridge_from_gram(G, g, lams, y2: float | None = None, *, n: int | None = None, method: str = "eigh"):
     """θ(λ) = (G + λI)⁻¹ g for every λ, from one factorisation of the Gram matrix G = FᵀF/n.
 
@@ -201,8 +209,9 @@ def ridge_from_gram(G, g, lams, y2: float | None = None, *, n: int | None = None
         with c = Vᵀg/… are returned too (clipped at 0).
     n : the sample size behind G (sets the λ = 0 cut-off max(n, p)·ε·s_max; default p).
     method : "eigh" (one eigendecomposition for the whole grid; λ = 0 allowed) or "cholesky"
-        (one Cholesky factorisation per λ > 0; falls back to "eigh" when G + λI is not
-        numerically positive definite).
+        (one Cholesky factorisation per λ > 0, about 20 times cheaper than the eigendecomposition
+        for one λ; the training errors as ȳ² − 2θᵀg + θᵀGθ; falls back to "eigh" when a λ is 0
+        or G + λI is not numerically positive definite).
 
     Returns
     -------
@@ -216,13 +225,16 @@ def ridge_from_gram(G, g, lams, y2: float | None = None, *, n: int | None = None
     lam = check_lams(lams)
     if method not in ("eigh", "cholesky"):
         raise ValueError(f"method must be 'eigh' or 'cholesky', got {method!r}")
-    if method == "cholesky" and y2 is None and np.all(lam > 0):
+    if method == "cholesky" and np.all(lam > 0):
         try:
-            eye = np.eye(p)
-            return np.stack([scipy.linalg.cho_solve(scipy.linalg.cho_factor(G + l * eye, lower=True), g)
-                             for l in lam], axis=1), None
+            theta = np.stack([_cholesky_solve(G, l, g) for l in lam], axis=1)
         except np.linalg.LinAlgError:
             pass  # not numerically positive definite: the spectral solve below
+        else:
+            if y2 is None:
+                return theta, None
+            train = float(y2) - 2.0 * (g @ theta) + np.einsum("il,il->l", theta, G @ theta)
+            return theta, np.maximum(train, 0.0)
     # numpy's LAPACK: the same OpenBLAS (and thread pool) as the GEMMs; scipy's bundled second
     # OpenBLAS competes with numpy's still-spinning threads on small machines (10-100x slower)
     ev, V = np.linalg.eigh(G)

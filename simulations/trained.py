@@ -15,6 +15,11 @@ the network, or the raw inputs for linear regression):
   (``repeats`` draws per n), every λ from one decomposition (:func:`simulations.linalg.ridge_path`);
   test error = mean of (y − φ̃ᵀθ̂)² over the test part, with its standard error over test points.
 
+Synthetic data (:func:`synthetic_trained_task`) need no fixed parts: every sample is drawn fresh
+from the known law (:func:`evaluate_fresh`): the network's training set, a new ridge training set
+for every n and repeat, and one large evaluation sample that is both the covariance sample and the
+test set.
+
 No intercept is fitted (features are centred, labels are not): the theory sees the same E[y²].
 λ is the project's mean-loss λ everywhere here (``lams``: one grid, or one grid per n); papers'
 sum-loss λ_c are converted by the caller (:func:`asymptotics.conventions.lam_from_sum_loss`).
@@ -23,8 +28,9 @@ Randomness (:mod:`simulations.rng`, named purposes under the task's seed): the s
 ``stream(seed, "split")``, the network from ``child_seed(seed, "init")``, mini-batch orders from
 ``child_seed(seed, "batch-order")``, ridge subsamples of n-index i from
 ``stream(seed, "ridge-subsample", i)`` (the same rows for every feature map: paired comparisons),
-the synthetic teacher from ``stream(seed, "teacher")`` and the synthetic inputs of a part from
-``stream(seed, "inputs", part)``.
+the synthetic teacher from ``stream(seed, "teacher")``, and the synthetic inputs from
+``stream(seed, "inputs", "adam")``, ``stream(seed, "inputs", "regression", i, r)`` (n-index i,
+repeat r) and ``stream(seed, "inputs", "test", c)`` (chunk c of the evaluation sample).
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ from .rng import child_seed, stream
 from .spec import ModelSpec, register_spec
 from .training import INITS, init_mlp, train
 
-__all__ = ["TrainedSpec", "SyntheticTrainedSpec", "plug_in_moments", "ridge_curves", "evaluate_features",
+__all__ = ["TrainedSpec", "SyntheticTrainedSpec", "plug_in_moments", "ridge_curves", "evaluate_features", "evaluate_fresh",
            "load_dataset", "mnist_even_odd_task", "synthetic_trained_task", "lam_grid", "PARTS"]
 
 _CHUNK = 4096
@@ -196,28 +202,36 @@ class TrainedSpec(_NetworkRidgeSpec):
 @register_spec
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SyntheticTrainedSpec(_NetworkRidgeSpec):
-    """Synthetic teacher y = θᵀ tanh(W* x)/√k on x ~ N(0, I_d); parts of sizes n_adam, n_cov,
-    n_reg, n_test; the other fields as :class:`_NetworkRidgeSpec`."""
+    """Synthetic teacher y = θᵀ g(W* x)/√k on x ~ N(0, I_d), W* entries N(0, 1/d), g = ``teacher``
+    (a registered activation), θ ~ N(0, I_k) (``teacher_readout="gauss"``) or θ = 1 (``"ones"``).
+
+    Every sample is drawn fresh from that law: the network's training set (``n_adam`` rows), each
+    ridge training set (a new draw for every n and repeat) and one evaluation sample of ``n_test``
+    rows that is both the test set and the covariance sample of the plug-in moments (see
+    :func:`evaluate_fresh`). The other fields as :class:`_NetworkRidgeSpec`.
+    """
 
     kind: ClassVar[str] = "trained-synthetic"
     d: int
     k: int
     n_adam: int
-    n_cov: int
-    n_reg: int
     n_test: int
+    teacher: str = "tanh"
+    teacher_readout: str = "gauss"
 
     def validate(self) -> None:
-        for name in ("d", "k", "n_adam", "n_cov", "n_reg", "n_test"):
+        for name in ("d", "k", "n_adam", "n_test"):
             self._set(name, pos_int(getattr(self, name), name))
+        if self.n_test < 2:
+            raise ValueError(f"n_test must be at least 2 (its first half estimates the plug-in bias), got {self.n_test}")
+        if not isinstance(self.teacher, str):
+            raise ValueError(f"teacher must be the name of a registered activation, got {self.teacher!r}")
+        functions.get(self.teacher)
+        self._set("teacher_readout", choice(self.teacher_readout, "teacher_readout", TEACHER_READOUTS))
         super().validate()
-        if max(self.ns) > self.n_reg:
-            raise ValueError(f"ns must lie in [1, {self.n_reg}] (n_reg), got {self.ns}")
 
-    @property
-    def part_sizes(self) -> dict:
-        """Rows of each part, in the order of :data:`PARTS`."""
-        return dict(zip(PARTS, (self.n_adam, self.n_cov, self.n_reg, self.n_test)))
+
+TEACHER_READOUTS = ("gauss", "ones")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,22 +345,142 @@ def mnist_even_odd_task(spec: TrainedSpec | dict, seed: np.random.SeedSequence) 
     return _train_and_evaluate(spec, seed, sp.X, sp.y)
 
 
-def synthetic_trained_task(spec: SyntheticTrainedSpec | dict, seed: np.random.SeedSequence) -> dict:
-    """Synthetic data: x ~ N(0, I_d), y = θᵀ tanh(W* x)/√k (W* entries N(0, 1/d), θ ~ N(0, I_k),
-    no noise); parts of sizes ``n_adam, n_cov, n_reg, n_test``; otherwise as :func:`mnist_even_odd_task`
-    (full-batch Adam when ``batch_size`` is None). Also returns the teacher's weights for the
-    closed-form theory at initialisation."""
-    spec = spec if isinstance(spec, SyntheticTrainedSpec) else SyntheticTrainedSpec.from_dict(spec)
+# ---------------------------------------------------------------------------------------------
+# synthetic data: every sample fresh from the known law
+
+
+def _fresh_moments(featurize: Callable, draw: Callable, n_test: int) -> tuple[dict, dict]:
+    """Centred plug-in moments of φ on the evaluation sample (chunks ``draw(("test", c), rows)``),
+    from all of it and from its first half (chunks c < ⌈C/2⌉)."""
+    first, second = MomentAccumulator(), MomentAccumulator()
+    chunks = _chunk_sizes(n_test)
+    for c, rows in enumerate(chunks):
+        X, y = draw(("test", c), rows)
+        (first if c < (len(chunks) + 1) // 2 else second).update(np.asarray(featurize(X), np.float64), None, y)
+    half = first.finalize(center=True)
+    full = first.copy().merge(second).finalize(center=True) if second.n else half
+    return ({"omega": full.omega, "b": full.b, "y2": float(full.y2), "mean": full.mean_phi},
+            {"omega": half.omega, "b": half.b, "y2": float(half.y2)})
+
+
+def _chunk_sizes(n: int) -> list[int]:
+    return [min(_CHUNK, n - i) for i in range(0, n, _CHUNK)]
+
+
+def _fresh_fits(featurize: Callable, draw: Callable, mu, ns, grid, repeats: int) -> np.ndarray:
+    """Ridge θ̂(λ) (p, N·R·L) on a fresh training set of every size n and repeat r
+    (``draw(("regression", i, r), n)``), features centred by ``mu``."""
+    thetas = []
+    for i, n in enumerate(ns):
+        for r in range(repeats):
+            X, y = draw(("regression", i, r), n)
+            F = np.asarray(featurize(X), dtype=np.float64) - mu
+            near_peak = abs(n - F.shape[1]) < 0.2 * F.shape[1] or grid[i].min() == 0
+            thetas.append(ridge_path(F, y, grid[i], method="svd" if near_peak else "gram").theta)
+    return np.concatenate(thetas, axis=1)
+
+
+def _fresh_test(featurize: Callable, draw: Callable, moments: dict, thetas, n_test: int, readout=None) -> dict:
+    """On the evaluation sample: the mean squared test error of every column of ``thetas`` and its
+    standard error over the test points (from the sums of r² and r⁴), the network's own mean
+    squared error (with ``readout``), and the leverage–residual ratio ρ = E[r²h]/(E[r²]E[h]) of
+    the best linear predictor in φ (r = y − φ̃ᵀΩ̂⁺b̂, h = φ̃ᵀΩ̂⁺φ̃; ρ = 1 when the residual is
+    independent of the features, as for Gaussian covariates)."""
+    mu = moments["mean"]
+    pinv = np.linalg.pinv(moments["omega"], hermitian=True)
+    beta = pinv @ moments["b"]
+    s2, s4 = np.zeros(thetas.shape[1]), np.zeros(thetas.shape[1])
+    net, lev = 0.0, np.zeros(3)  # Σ r², Σ h, Σ r²h of the best linear predictor
+    for c, rows in enumerate(_chunk_sizes(n_test)):
+        X, y = draw(("test", c), rows)
+        F = np.asarray(featurize(X), dtype=np.float64)
+        if readout is not None:
+            net += float(np.sum((F @ readout - y) ** 2))
+        F -= mu
+        r2 = (y[:, None] - F @ thetas) ** 2
+        s2 += r2.sum(axis=0)
+        s4 += (r2 ** 2).sum(axis=0)
+        res2, h = (y - F @ beta) ** 2, np.einsum("ij,ij->i", F @ pinv, F)
+        lev += (res2.sum(), h.sum(), (res2 * h).sum())
+    mean = s2 / n_test
+    se = np.sqrt(np.maximum(s4 / n_test - mean ** 2, 0.0) / max(n_test - 1, 1))
+    rho = lev[2] * n_test / (lev[0] * lev[1]) if lev[0] > 0 and lev[1] > 0 else float("nan")
+    return {"test_error": mean, "test_se": se, "network_test_mse": None if readout is None else net / n_test,
+            "leverage_residual_ratio": float(rho)}
+
+
+def evaluate_fresh(featurize: Callable, draw: Callable, ns, lams, repeats: int, n_test: int,
+                   readout=None) -> dict:
+    """Plug-in moments and ridge curves of one feature map φ when every sample can be drawn fresh.
+
+    ``draw(path, rows)`` returns ``rows`` new samples (X, y) of the data law for a named ``path``
+    (the same path gives the same samples for every feature map: paired comparisons).
+
+    * One *evaluation sample* of ``n_test`` rows (paths ("test", c), in chunks) is both the
+      covariance sample — μ̂, Ω̂ = E[φ̃φ̃ᵀ], b̂ = E[φ̃y], E[y²] with φ̃ = φ − μ̂, and the same from
+      its first half (the plug-in bias check) — and the test set: the test error of θ̂ is the mean
+      of (y − φ̃ᵀθ̂)² over it. Theory and simulation then see the same sampling error of the
+      irreducible part (it cancels to first order in their difference); what is left of the
+      finite sample is a bias ≈ (p/n_test)·σ_res² of the theory (docs/theory/trained_features.md).
+    * Ridge θ̂ = (F̃ᵀF̃/n + λI)⁻¹F̃ᵀy/n on a fresh training set for every n and repeat r
+      (paths ("regression", i, r)): the repeats are independent draws of the training set.
+
+    Returns {omega, b, y2, mean, omega_half, b_half, y2_half, test_error (N, R, L), test_se
+    (N, R, L), leverage_residual_ratio (ρ of :func:`_fresh_test`, a check of the Gaussian-covariate
+    assumption that the residual y − φ̃ᵀΩ̂⁺b̂ is independent of φ), network_test_mse (with
+    ``readout``: the mean of (y − φᵀreadout)² on the sample)}.
+    """
+    ns = [int(n) for n in ns]
+    grid = lam_grid(lams, ns)
+    repeats = pos_int(repeats, "repeats")
+    full, half = _fresh_moments(featurize, draw, n_test)
+    thetas = _fresh_fits(featurize, draw, full["mean"], ns, grid, repeats)
+    test = _fresh_test(featurize, draw, full, thetas, n_test, readout)
+    shape = (len(ns), repeats, grid.shape[1])
+    out = {**full, "omega_half": half["omega"], "b_half": half["b"], "y2_half": half["y2"],
+           "test_error": test["test_error"].reshape(shape), "test_se": test["test_se"].reshape(shape),
+           "leverage_residual_ratio": test["leverage_residual_ratio"]}
+    if readout is not None:
+        out["network_test_mse"] = test["network_test_mse"]
+    return out
+
+
+def _synthetic_teacher(spec: SyntheticTrainedSpec, seed) -> tuple[np.ndarray, np.ndarray, Callable]:
+    """W* (k × d, entries N(0, 1/d)), θ and the labelling x ↦ θᵀ g(W* x)/√k."""
     trng = stream(seed, "teacher")
     W_star = random_weights([spec.d, spec.k], trng)[0]
-    theta = trng.standard_normal(spec.k)
+    theta = trng.standard_normal(spec.k) if spec.teacher_readout == "gauss" else np.ones(spec.k)
 
     def label(X):
-        return feature_map(X, [W_star], ["tanh"], dtype=np.float64) @ theta / np.sqrt(spec.k)
+        return feature_map(X, [W_star], [spec.teacher], dtype=np.float64) @ theta / np.sqrt(spec.k)
 
-    parts = {name: stream(seed, "inputs", name).standard_normal((size, spec.d))
-             for name, size in spec.part_sizes.items()}
-    labels = {name: label(X) for name, X in parts.items()}
-    out = _train_and_evaluate(spec, seed, parts, labels)
-    out["teacher"] = {"W": W_star, "theta": theta}
+    return W_star, theta, label
+
+
+def synthetic_trained_task(spec: SyntheticTrainedSpec | dict, seed: np.random.SeedSequence) -> dict:
+    """Synthetic data x ~ N(0, I_d), y = θᵀ g(W* x)/√k (no noise; :class:`SyntheticTrainedSpec`).
+
+    The network is trained on ``n_adam`` fresh samples (full-batch Adam when ``batch_size`` is
+    None); for every snapshot and for the raw inputs (linear regression) :func:`evaluate_fresh`
+    gives the plug-in moments and the ridge curves on fresh data. Also returns the teacher's
+    weights (for the closed-form theory at initialisation) and, with ``return_weights``, the
+    network's initial weights."""
+    spec = spec if isinstance(spec, SyntheticTrainedSpec) else SyntheticTrainedSpec.from_dict(spec)
+    W_star, theta, label = _synthetic_teacher(spec, seed)
+
+    def draw(path, rows):
+        X = stream(seed, "inputs", *path).standard_normal((rows, spec.d))
+        return X, label(X)
+
+    run = _train_network(spec, seed, *draw(("adam",), spec.n_adam))
+    grid = spec.lam_grid()
+    out = {"snapshots": [], "loss_history": run.loss_history, "teacher": {"W": W_star, "theta": theta}}
+    for snap in run.snapshots:
+        ev = evaluate_fresh(snap.mlp.features, draw, spec.ns, grid, spec.repeats, spec.n_test,
+                            readout=snap.mlp.readout.astype(np.float64))
+        out["snapshots"].append({"epoch": snap.epoch, "step": snap.step, "train_loss": snap.train_loss, **ev})
+        if spec.return_weights and snap.step == 0:
+            out["init_weights"] = [w.astype(np.float64) for w in snap.mlp.weights]
+    out["linear"] = evaluate_fresh(lambda X: X, draw, spec.ns, grid, spec.repeats, spec.n_test)
+    out["sizes"] = {"adam": spec.n_adam, "test (and covariance)": spec.n_test}
     return out

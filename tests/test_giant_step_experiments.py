@@ -182,3 +182,12 @@ def test_hard_direction_learned_at_d2_not_at_4d(tmp_path):
     assert checks["n = 4d, d = 128: hard direction not learned"]["passed"]
     rec = meta["notes"]["n = 4d"]
     assert not bound_check("wrong", rec["Q"][-1], rec["se"][-1], 1.0, side="above", margin=1.645).passed
+
+
+def test_stairway_convergence_has_a_grid_of_d_for_every_size():
+    """The approach to the plateaus is a power law in d: every size fits it on at least five d."""
+    from asymptotics.experiments.giant_step import STAIRWAY_CONVERGENCE
+
+    assert set(STAIRWAY_CONVERGENCE) == {"quick", "medium", "full"}
+    for grid in STAIRWAY_CONVERGENCE.values():
+        assert len(grid["ds"]) >= 5 and sorted(grid["ds"]) == grid["ds"] and 1 < grid["kappa"] < 2

@@ -33,46 +33,75 @@ def synthetic_run(tmp_path_factory):
     return experiments.run("trained-features-synthetic", quick=True, out=out)
 
 
-def test_synthetic_plug_in_theory_agrees(synthetic_run):
-    """Fixed features (at initialisation, raw inputs) are Gaussian-equivalent: every point within 3
-    standard errors (next to the interpolation peaks a 10-repeat mean fluctuates by ~25 % relative,
-    so only the error-bar statement is meaningful there). Trained features: within 15 % relative."""
-    per = synthetic_run["agreement"]["series"]
-    for key, ag in per.items():
-        if key.startswith("epoch 1000"):
-            assert ag["max_relative_deviation"] < 0.15, key
-        else:
-            assert ag["fraction_within_3sigma"] == 1.0, key
+def _checks(run) -> dict:
+    return {c["name"]: c for c in run["agreement"]["checks"]}
+
+
+def test_synthetic_plug_in_theory_agrees_before_feature_learning(synthetic_run):
+    """Every sample is fresh (one 10⁵-row evaluation sample is the covariance sample and the test
+    set, so the estimation errors are negligible and shared by theory and simulation); z-scores are
+    over the 10 independent repeats only. At initialisation, at epoch 3 and for raw inputs the
+    point-wise null check passes, and next to the peak n = p the mean relative deviation is within
+    3 of its standard errors of 0."""
+    checks = _checks(synthetic_run)
+    for name in ("plug-in theory at epoch 0", "plug-in theory at epoch 3",
+                 "plug-in theory, linear regression (raw inputs)"):
+        assert checks[name]["passed"], name
+    for e in (0, 3):
+        c = checks[f"plug-in theory next to the peak n = p at epoch {e}, λ_c = 0.1"]
+        assert c["passed"] and abs(c["measured"]) < 0.05, c
+
+
+def test_synthetic_trained_features_deviation_after_feature_learning_is_bounded(synthetic_run):
+    """After the first layer has learned the teacher's direction (epoch 10: the network's test MSE
+    0.08 from 1.38) the plug-in theory is no longer exact (measured at medium size and with 200
+    repeats, docs/trained_features.md: a few per cent below it next to the peak, above it at
+    n ≫ p). At quick size (10 repeats) the deviation is bounded by what medium size measured within
+    three of its standard errors: next to the peak |mean deviation| < 0.15 + 3 SE, at the largest n
+    < 0.05 + 3 SE."""
+    checks = _checks(synthetic_run)
+    assert synthetic_run["notes"]["epoch 10"]["network test MSE"] < 0.2
+    for regime, bound in (("next to the peak n = p", 0.15), ("at the largest n", 0.05)):
+        c = checks[f"plug-in theory {regime} at epoch 10, λ_c = 0.1"]
+        assert abs(c["measured"]) < bound + 3 * c["se"], c
+
+
+def test_synthetic_trained_features_beat_initialisation_and_linear_regression(synthetic_run):
+    """Paired over the repeats (the same fresh training inputs for every feature map), at the
+    largest n and each map's best λ_c: trained − init and trained − linear below 0 by > 3 SE."""
+    checks = _checks(synthetic_run)
+    for name in ("trained features beat features at initialisation", "trained features beat linear regression"):
+        assert checks[name]["passed"], name
+    best = synthetic_run["notes"]["best test error at the largest n"]
+    assert best["trained"] < best["linear"] < best["init"]
 
 
 def test_synthetic_linearised_theory_close_to_plug_in_at_init(synthetic_run):
     notes = synthetic_run["notes"]
     assert notes["max relative difference, linearised vs plug-in theory at init"] < 0.15
     # Plug-in bias check. The theory at small λ is dominated by the residual variance
-    # σ_res² = E[y²] − bᵀΩ⁻¹b, whose plug-in estimate from m covariance rows is an in-sample
-    # least-squares residual: low by the factor (1 − p/m), with a sampling fluctuation of relative
-    # size √(Var r²/m)/σ_res² = √(2/m) for near-Gaussian residuals (measured kurtosis 3.2–3.4 here).
-    # Halving m therefore moves the theory by ≈ p/m ± √(2/m) (measured over 16 seeds at init:
-    # −0.030 ± 0.015 at m = 8000, −0.008 ± 0.009 at m = 32000, p = 256). Bound: that bias plus
-    # 5 fluctuations — 0.047 for the 256-wide features and 0.042 for the 64 raw inputs at the quick
-    # n_cov = 32000, both under the 5 % that makes the bias negligible next to the error bars.
-    # (At n_cov = 8000 the expected value 0.032 ± 0.016 exceeded 5 % for about a third of seeds.)
-    n_cov = synthetic_run["parameters"]["n_cov"]
-    p = {"epoch 0": synthetic_run["parameters"]["widths"][-1], "epoch 1000": synthetic_run["parameters"]["widths"][-1],
-         "linear regression (raw inputs)": synthetic_run["parameters"]["d"]}
-    for name, width in p.items():
-        bound = width / n_cov + 5 * np.sqrt(2 / n_cov)
-        assert bound < 0.05
+    # σ_res² = E[y²] − bᵀΩ⁻¹b, whose plug-in estimate from m rows is an in-sample least-squares
+    # residual: low by the factor (1 − p/m), with a sampling fluctuation of relative size
+    # √(Var r²/m)/σ_res² = √(2/m) for near-Gaussian residuals. Halving m therefore moves the theory
+    # by ≈ p/m ± √(2/m): bound p/m + 5√(2/m) (0.025 for the 256-wide features, 0.023 for the 64 raw
+    # inputs at m = 10⁵).
+    m = synthetic_run["parameters"]["n_test"]
+    params = synthetic_run["parameters"]
+    widths = {"epoch 0": params["widths"][-1], "epoch 10": params["widths"][-1], "linear regression (raw inputs)": params["d"]}
+    for name, width in widths.items():
+        bound = width / m + 5 * np.sqrt(2 / m)
+        assert bound < 0.03
         assert notes[name]["max relative change of the theory with half of the covariance part"] < bound, name
-    best = notes["best test error at the largest n"]
-    assert best["trained"] < best["init"]
+    # Gaussian-covariate diagnostic: at initialisation the residual of the best linear predictor
+    # is (nearly) independent of the leverage (ρ ≈ 1; its sampling error on 10⁵ rows is ≈ 0.01).
+    assert abs(notes["epoch 0"]["leverage-residual ratio rho (1 for Gaussian covariates)"] - 1) < 0.05
 
 
 def _small_spec(**changes):
     from simulations.trained import SyntheticTrainedSpec
 
     fields = dict(d=6, k=5, widths=(8,), activation="tanh", init="gauss", epochs=3, lr=1e-2, snapshots=(0, 3),
-                  n_adam=40, n_cov=60, n_reg=30, n_test=50, ns=(10, 20), lams=(0.01, 0.1), repeats=2)
+                  n_adam=40, n_test=50, ns=(10, 20), lams=(0.01, 0.1), repeats=2)
     return SyntheticTrainedSpec(**(fields | changes))
 
 
@@ -88,7 +117,7 @@ def test_trained_specs_validate_once_and_round_trip():
     digits = TrainedSpec(data="digits", widths=[4], activation="relu", epochs=1, lr=1e-3, snapshots=[0],
                          ns=[5], lams=[1.0], repeats=2)
     assert spec_from_json(digits.to_json()) == digits
-    for bad, match in ((dict(lams=(-1.0,)), "lams"), (dict(lams=((1.0,),)), "lams"), (dict(ns=(40,)), "ns"),
+    for bad, match in ((dict(lams=(-1.0,)), "lams"), (dict(lams=((1.0,),)), "lams"), (dict(ns=(0,)), "ns"),
                        (dict(init="he"), "init"), (dict(snapshots=(4,)), "snapshots"), (dict(lr=0.0), "lr")):
         with pytest.raises(ValueError, match=match):
             _small_spec(**bad)

@@ -49,7 +49,7 @@ try:  # Windows has no fcntl: outputs are still replaced atomically, one file at
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None
 
-__all__ = ["Experiment", "ExperimentOutput", "Size", "SIZES", "Sweeper", "SweepConfig", "SeedStack", "InputError", "register",
+__all__ = ["Experiment", "ExperimentOutput", "Size", "SIZES", "Sweeper", "PlanningSweeper", "SweepConfig", "estimate", "SeedStack", "InputError", "register",
            "get", "names", "run", "expected_numerics", "verify_outputs", "recover_outputs", "outputs_lock", "MAX_SEEDS"]
 
 #: The most seeds per simulated point that :func:`run` (and ``--seeds``) accepts; more is refused
@@ -138,6 +138,36 @@ class Sweeper:
     def stack(self, fn, params: Sequence, key, seeds: int | None = None, paired: Sequence[str] = ()) -> SeedStack:
         """``SeedStack`` of ``result[key]`` over seeds, values of shape (S, points, ...)."""
         return SeedStack.of(self(fn, params, seeds, paired), key, seed_axis=1)
+
+
+class PlanningSweeper(Sweeper):
+    """A :class:`Sweeper` that plans instead of running: every call records (task function,
+    parameter points, seeds) in ``calls`` and returns placeholder results of the right keys and
+    shapes (:func:`simulations.cost.placeholder`), so that the experiment function runs to its
+    end (its theory included) without simulating, writing outputs or touching a cache.
+    ``placeholder_s`` is the (busy) time spent planning and making placeholders, not part of the
+    experiment's own time."""
+
+    def __init__(self, experiment: str, config: SweepConfig):
+        super().__init__(experiment=experiment, config=config)
+        self.calls: list = []
+        self.placeholder_s = 0.0
+
+    def __call__(self, fn, params: Sequence, seeds: int | None = None, paired: Sequence[str] = ()) -> list[list]:
+        from simulations.cost import PlannedCall, busy_seconds, cached_tasks, placeholder
+
+        seeds = self.seeds if seeds is None else seeds
+        params = tuple(params)
+
+        def record():
+            cached = cached_tasks(fn, params, seeds, experiment=self.experiment, config=self.config)
+            self.calls.append(PlannedCall(fn, params, int(seeds), cached))
+            return [[placeholder(fn, spec, s) for s in range(seeds)] for spec in params]
+
+        out, busy = busy_seconds(record)  # measured as the planning is: see estimate()
+        self.stats.total += len(params) * seeds
+        self.placeholder_s += busy
+        return out
 
 
 #: Relative offsets of the simulated points around an interpolation peak n = p (both sides, within
@@ -279,6 +309,47 @@ def run(name: str, *, quick: bool = False, size: str | None = None, out="results
     json_data = json.dumps(meta, indent=2, default=float).encode("utf-8")
     _commit(out, name, {"csv": csv_data, "png": png_data, "json": json_data})
     return meta
+
+
+def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: int | None = None, seed: int = 0,
+             backend: str = "serial", workers: int | None = None, cache=None, data=None, options: dict | None = None,
+             figure: bool = True) -> dict:
+    """The cost of ``run(name, ...)`` without running its sweep (``asymptotics reproduce NAME
+    --estimate``): the experiment function runs with a :class:`PlanningSweeper` (its theory is
+    computed, its tasks only recorded; with ``figure`` the figure is drawn in memory, as a run
+    does), then :func:`simulations.cost.estimate` predicts the tasks' cost from the calibrated
+    cost models; tasks whose results are already in ``cache`` cost nothing (``cached_tasks``).
+    Nothing is written but the calibration cache. Returns a dict with ``tasks``,
+    ``core_hours``, ``peak_memory_bytes``, ``wall_seconds`` (for ``backend`` and ``workers``),
+    ``other_seconds`` (the experiment's own time, measured here), ``by_task`` and ``calibration``.
+    The same arguments as :func:`run` are checked the same way (:class:`InputError`)."""
+    from simulations.cost import busy_seconds, estimate as cost_estimate
+
+    exp = get(name)
+    size = resolve_size(quick, size)
+    n_seeds = exp.default_seeds[size] if seeds is None else seeds
+    if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
+        raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
+    try:
+        config = SweepConfig(backend=backend, workers=workers, cache=cache, seeds=n_seeds, root_seed=seed, quiet=True)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from None
+    kwargs = _experiment_kwargs(exp, data, options)
+    if cache is not None:
+        _check_cache(cache)
+    planner = PlanningSweeper(sweep_name(name, size), config)
+
+    def plan():
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # placeholders are not data: their statistics may warn
+            result = exp.function(size=size, sweep=planner, **kwargs)
+            if figure:
+                _figure_bytes(overlay(result.panels, result.series, None, title=result.title), "png")
+
+    other = max(0.0, busy_seconds(plan)[1] - planner.placeholder_s)
+    out = cost_estimate(planner.calls, backend=backend, workers=config.n_workers if workers is None else workers,
+                        other_seconds=other)
+    return {"experiment": name, "size": str(size), "seeds": config.seeds, **out}
 
 
 # ------------------------------------------------------------------- checks of user input

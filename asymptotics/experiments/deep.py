@@ -18,7 +18,7 @@ from simulations.deep import DeepFeaturesSpec, DeepMomentsSpec, build_network, d
 
 from ..compare import Panel, SeedStack, Series
 from ..conventions import PROJECT_CONVENTION, lam_from_sum_loss
-from ..deep import kernel_covariances, linearized_covariances
+from ..deep import feature_mean, kernel_covariances, linearized_covariances
 from ..ridge import GaussianCovariateModel
 from ..verdict import bound_check, interval_check, power_law_fit, sign_check
 from . import ExperimentOutput, Size, Sweeper, expected_numerics, peak_ns, register
@@ -32,14 +32,20 @@ def network_spec(d, widths, activations, teacher_widths=None, teacher_activation
             "weight_seed": int(seed)}
 
 
-def theory_model(spec: dict, per_neuron: bool = True) -> GaussianCovariateModel:
-    """The linearised Gaussian-covariate model of a network spec (same realised weights)."""
+def theory_model(spec: dict, per_neuron: bool = True, readout: str = "raw") -> GaussianCovariateModel:
+    """The linearised Gaussian-covariate model of a network spec (same realised weights): the
+    covariances and the exact means of the student and teacher features, for the ``readout``
+    ("raw" or "intercept") of :class:`simulations.deep.DeepFeaturesSpec`."""
     weights, acts, teacher = build_network(spec)
     tw = None if teacher.is_linear else list(teacher.weights)
     ta = None if teacher.is_linear else (list(teacher.activations) if not isinstance(teacher.activations, str)
                                           else teacher.activations)
     omega, phi, psi = linearized_covariances(weights, acts, tw, ta, per_neuron=per_neuron)
-    return GaussianCovariateModel.from_teacher(omega, phi, psi, teacher.theta, teacher.noise)
+    mu = feature_mean(weights, acts, per_neuron=per_neuron)
+    mu_t = None if tw is None else feature_mean(tw, ta, per_neuron=per_neuron)
+    return GaussianCovariateModel.from_teacher(
+        omega, phi, psi, teacher.theta, teacher.noise, feature_mean=mu if np.any(mu) else None,
+        teacher_mean=mu_t if mu_t is not None and np.any(mu_t) else None, readout=readout)
 
 
 def _lam_label(lam: float) -> str:
@@ -88,19 +94,22 @@ def curves(sweep, spec, panel, ns_sim, lams, n_test, model=None) -> list[Series]
 LAMBDA_CONVENTION = PROJECT_CONVENTION
 
 
-def _sizes(quick: bool) -> dict:
-    size = dict(d=100, p=200, n_test=4000, count=8) if quick else dict(d=400, p=800, n_test=10000, count=12)
-    return {**size, "lambda_convention": LAMBDA_CONVENTION}
+def _sizes(size: Size) -> dict:
+    """d, p (every layer), n_test and the number of log-spaced simulated n (plus the 4 around the
+    peak) of depth, activations, teachers and estimated."""
+    s = size.pick(quick=dict(d=100, p=200, n_test=4000, count=8),
+                  medium=dict(d=200, p=400, n_test=8000, count=10),
+                  full=dict(d=400, p=800, n_test=10000, count=12))
+    return {**s, "lambda_convention": LAMBDA_CONVENTION}
 
 
 LAMS = [0.0, 1e-2, 0.3]
 
 
 @register("deep-rf-depth", "Deep random features with 1, 2, 3 tanh layers, linear teacher: learning curves "
-          "vs n (λ including 0)", quick_seeds=10, full_seeds=20)
+          "vs n (λ including 0)", quick_seeds=10, full_seeds=20, medium_seeds=10)
 def deep_rf_depth(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    s = _sizes(quick)
+    s = _sizes(size)
     cases = {f"L = {depth}": (network_spec(s["d"], [s["p"]] * depth, ["tanh"] * depth),
                               f"{depth}-layer tanh features, p = {s['p']}") for depth in (1, 2, 3)}
     out = _panels_of_curves(sweep, s, cases, "Deep random features: depth")
@@ -119,21 +128,26 @@ def _panels_of_curves(sweep: Sweeper, s: dict, cases: dict, title: str) -> Exper
                             title=title)
 
 
-@register("deep-rf-activations", "Two-layer random features with tanh, erf(z/√2) and sign activations, "
-          "linear teacher", quick_seeds=10, full_seeds=20)
+@register("deep-rf-activations", "Two-layer random features with tanh, erf(z/√2), sign, relu and softplus "
+          "activations (the uncentred ones with their exact means, raw readout), linear teacher",
+          quick_seeds=10, full_seeds=20, medium_seeds=10)
 def deep_rf_activations(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    s = _sizes(quick)
+    """relu and softplus features have a mean: the theory is the raw readout of
+    :meth:`GaussianCovariateModel.from_teacher` (Ω + μμᵀ with the exact propagated mean μ of
+    :func:`asymptotics.deep.feature_mean`), the simulation ridge on the raw features."""
+    s = _sizes(size)
     cases = {act: (network_spec(s["d"], [s["p"]] * 2, [act] * 2), f"σ = {act}, 2 layers, p = {s['p']}")
-             for act in ("tanh", "erf_scaled", "sign")}
-    return _panels_of_curves(sweep, s, cases, "Deep random features: activations")
+             for act in ("tanh", "erf_scaled", "sign", "relu", "softplus")}
+    out = _panels_of_curves(sweep, s, cases, "Deep random features: activations")
+    out.parameters.update(readout="raw (relu, softplus: Ω + μμᵀ with the exact propagated mean)",
+                          theory="linearised, per-neuron variances")
+    return out
 
 
 @register("deep-rf-teachers", "Two-layer tanh random features learning a linear, a one-layer sign and a "
-          "two-layer tanh teacher", quick_seeds=10, full_seeds=20)
+          "two-layer tanh teacher", quick_seeds=10, full_seeds=20, medium_seeds=10)
 def deep_rf_teachers(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    s = _sizes(quick)
+    s = _sizes(size)
     d = s["d"]
     teachers = {"linear teacher": (None, ()),
                 "sign teacher (k = d)": ([d, d], ["sign"]),
@@ -301,18 +315,17 @@ def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, 
 
 
 @register("deep-rf-estimated", "Theory from Ω, Φ, Ψ estimated from samples vs the linearised theory: "
-          "error of the estimate vs the number of samples", quick_seeds=3, full_seeds=5)
+          "error of the estimate vs the number of samples", quick_seeds=3, full_seeds=5, medium_seeds=4)
 def deep_rf_estimated(size: Size, sweep: Sweeper) -> ExperimentOutput:
     """Check (tolerance fixed before the run): the exponent of ‖Ω̂ − Ω_lin‖_F/‖Ω_lin‖_F ∝ m^a in the
     number m of samples, fitted by :func:`asymptotics.verdict.power_law_fit` (weights from the
     standard error over seeds), has −1/2 (the Monte-Carlo rate) inside its 95 % interval
     (:func:`~asymptotics.verdict.interval_check`). It fails once the error reaches the
     linearisation's own floor (Ω̂ → E[φφᵀ] ≠ Ω_lin)."""
-    quick = size.quick
-    s = _sizes(quick)
+    s = _sizes(size)
     spec = network_spec(s["d"], [s["p"]] * 2, ["tanh"] * 2)
     model = theory_model(spec)
-    n_covs = [500, 1000, 2000, 4000, 8000, 16000, 32000] + ([] if quick else [64000, 128000])
+    n_covs = [500, 1000, 2000, 4000, 8000, 16000, 32000] + size.pick(quick=[], medium=[64000], full=[64000, 128000])
     ns_sim = _sim_ns(s["p"], 0.15, 5, s["count"], peak=False)  # λ = 0.01 only: no interpolation peak
     lam = 0.01
     series = curves(sweep, spec, "curves", ns_sim, [lam], s["n_test"], model)
@@ -362,17 +375,16 @@ def _rainbow_series(sweep: Sweeper, d: int, gamma: float, lam_c: float, n_theory
 
 @register("deep-rainbow", "Deep rainbow (structured, layer-dependent) random features with a teacher sharing "
           "the first layer's structure, for several spectra γ (the paper's rainbow figure)",
-          quick_seeds=6, full_seeds=10)
+          quick_seeds=6, full_seeds=10, medium_seeds=8)
 def deep_rainbow(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    d = 150 if quick else 500
+    d = size.pick(quick=150, medium=300, full=500)
     gammas = [0.01, 0.2, 0.5, 0.8]
     lam_c = 1e-3  # the paper's (anchor code's) sum-loss λ_c on raw features
-    n_theory = np.linspace(0.2 * d, 2 * d, 60) if quick else np.linspace(50, 1000, 50)
-    ns_sim = np.unique(np.round(np.linspace(n_theory[0], n_theory[-1], 8 if quick else 10)).astype(int))
+    n_theory = np.linspace(50, 1000, 50) if size == "full" else np.linspace(0.2 * d, 2 * d, 60)
+    ns_sim = np.unique(np.round(np.linspace(n_theory[0], n_theory[-1], size.pick(8, 10, 10))).astype(int))
     ns_sim = ns_sim[np.abs(ns_sim - d) > 0.05 * d]
     ns_sim = np.unique(np.concatenate([ns_sim, peak_ns(d)]))  # λ = λ_c/n ≈ 0: a peak at n = p = d
-    n_cov = 20_000 if quick else 100_000
+    n_cov = size.pick(quick=20_000, medium=50_000, full=100_000)
     n_test = 2000
     series = [_rainbow_series(sweep, d, gamma, lam_c, n_theory, ns_sim, n_cov, n_test) for gamma in gammas]
     return ExperimentOutput(

@@ -56,13 +56,13 @@ def _hlines(panel: str, x, levels: dict, styles=(":", "--", "-.", (0, (1, 3)))) 
 # ----------------------------------------------------------------------------- stairway (Fig. 1)
 @register("giant-step-stairway", "Fig. 1: test error vs κ = log n / log d after T = 0 (random features) … "
           "giant steps, targets T1 and T2, with the linear-kernel and staircase plateaus", quick_seeds=4,
-          full_seeds=10)
+          full_seeds=10, medium_seeds=6)
 def stairway(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    if quick:
-        s = dict(d=64, p=128, kappas=np.arange(0.75, 2.0001, 0.125), steps=[0, 1, 2, 3], n_test=10_000)
-    else:
-        s = dict(d=512, p=1024, kappas=np.arange(0.25, 2.2501, 0.1), steps=[0, 1, 2, 3, 4, 5, 6], n_test=100_000)
+    s = size.pick(quick=dict(d=64, p=128, kappas=np.arange(0.75, 2.0001, 0.125), steps=[0, 1, 2, 3], n_test=10_000),
+                  medium=dict(d=128, p=256, kappas=np.arange(0.75, 2.0001, 0.125), steps=[0, 1, 2, 3],
+                              n_test=20_000),
+                  full=dict(d=512, p=1024, kappas=np.arange(0.25, 2.2501, 0.1), steps=[0, 1, 2, 3, 4, 5, 6],
+                            n_test=100_000))
     d, p = s["d"], s["p"]
     ns = np.unique(np.floor(float(d) ** s["kappas"]).astype(int))
     kap = np.log(ns) / math.log(d)
@@ -96,20 +96,21 @@ def stairway(size: Size, sweep: Sweeper) -> ExperimentOutput:
                                         "eta_rule": "sqrt (η = p √(n/d)); the paper's value is not recoverable "
                                                     "(docs/theory/giant_step.md)",
                                         "lam_paper": 1.0, "lambda_convention": LAMBDA_CONVENTION,
-                                        "convergence": STAIRWAY_CONVERGENCE[size.pick(quick="quick", medium="full", full="full")]},
+                                        "convergence": STAIRWAY_CONVERGENCE[str(size)]},
                             notes=notes, checks=checks)
 
 
 #: The stairway's approach to the plateaus: n = d^κ at one κ between 1 and 2 (n/d → ∞, so the
 #: error after T steps tends to the plateau of the subspace learned in T steps), p = 2d, d on a grid.
 STAIRWAY_CONVERGENCE = {"quick": dict(ds=[32, 45, 64, 90, 128], kappa=1.5, steps=[1, 2], n_test=10_000),
+                        "medium": dict(ds=[64, 91, 128, 181, 256], kappa=1.5, steps=[1, 2], n_test=20_000),
                         "full": dict(ds=[64, 91, 128, 181, 256, 362, 512], kappa=1.5, steps=[1, 2], n_test=50_000)}
 
 
 def _stairway_convergence(size: Size, sweep: Sweeper, panels: list, series: list, notes: dict) -> list:
     """Per (target, T): the gap (error − plateau after T steps) at n = d^κ for several d, its
     power-law exponent in d (95 % interval) and the check that the exponent is negative."""
-    c = STAIRWAY_CONVERGENCE[size.pick(quick="quick", medium="full", full="full")]
+    c = STAIRWAY_CONVERGENCE[str(size)]
     ds = np.asarray(c["ds"], dtype=float)
     panel = f"gap to the plateau at n = d^{c['kappa']:g}"
     panels.append(Panel(panel, "d", "test error − plateau", xscale="log", yscale="log",
@@ -156,13 +157,11 @@ def _cos_finite_d(cos: np.ndarray, k: int, d: int) -> np.ndarray:
 
 
 @register("giant-step-cosine", "One giant step: cosine of the first-layer rows with span(W*) vs α = n/d, "
-          "theory (one-step cosine) vs simulation, for several η̃", quick_seeds=4, full_seeds=10)
+          "theory (one-step cosine) vs simulation, for several η̃", quick_seeds=4, full_seeds=10, medium_seeds=6)
 def cosine(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    if quick:
-        s = dict(d=400, p=200, alphas=[0.5, 1.0, 2.0, 4.0, 8.0], n_test=1000)
-    else:
-        s = dict(d=1000, p=400, alphas=np.geomspace(0.25, 16, 13).round(4).tolist(), n_test=1000)
+    s = size.pick(quick=dict(d=400, p=200, alphas=[0.5, 1.0, 2.0, 4.0, 8.0], n_test=1000),
+                  medium=dict(d=1000, p=400, alphas=np.geomspace(0.25, 16, 7).round(4).tolist(), n_test=1000),
+                  full=dict(d=1000, p=400, alphas=np.geomspace(0.25, 16, 13).round(4).tolist(), n_test=1000))
     d, p = s["d"], s["p"]
     alphas = np.asarray(s["alphas"], dtype=float)
     etas = [1.0, 5.0]
@@ -228,10 +227,11 @@ def _circle(panel: str, name: str, radius: float, style: dict) -> Series:
           "(θ1, θ2) after steps 1 and 2, with the unit and noise circles; T2 leaves the one-step line "
           "(staircase), T1 and T3 stay on it up to the finite-d noise", quick_seeds=1, full_seeds=1)
 def orientation(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
     if sweep.seeds != 1:
         raise InputError("giant-step-orientation plots the neurons of one network: --seeds must be 1")
-    s = dict(d=1024, p=256, n=1024) if quick else dict(d=4096, p=1024, n=4096)
+    # medium = full: one network per target, a few seconds at d = 4096
+    s = size.pick(quick=dict(d=1024, p=256, n=1024), medium=dict(d=4096, p=1024, n=4096),
+                  full=dict(d=4096, p=1024, n=4096))
     d, p = s["d"], s["p"]
     forced = 20
     noise_radius = math.sqrt(2.0 / d)
@@ -304,10 +304,11 @@ REFERENCE_D64 = {
 
 @register("giant-step-preprocessing", "One giant step with the first Hermite component removed "
           "(single_step.ipynb): T1 test error vs κ, towards the v*-only plateau and below it at n ~ d²",
-          quick_seeds=5, full_seeds=10)
+          quick_seeds=5, full_seeds=10, medium_seeds=8)
 def preprocessing(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    s = dict(d=64, p=128, count=8, n_test=20_000) if quick else dict(d=512, p=1024, count=15, n_test=100_000)
+    # the reference points of the independent implementation exist at d = 64 (quick) only
+    s = size.pick(quick=dict(d=64, p=128, count=8, n_test=20_000), medium=dict(d=128, p=256, count=10, n_test=50_000),
+                  full=dict(d=512, p=1024, count=15, n_test=100_000))
     d, p = s["d"], s["p"]
     ns = np.floor(np.logspace(1.3, 2.0, s["count"], base=d)).astype(int)
     if d == 64:  # the reference points
@@ -369,17 +370,18 @@ SPEC_REFERENCE_D64 = REFERENCE_D64
 # ----------------------------------------------------------------------------- exact one-step asymptotics
 @register("giant-step-spiked-rf", "Exact ridge error after one giant step (spiked random features, companion "
           "paper): test error vs α = n/d, theory vs Algorithm 1, with and without the step", quick_seeds=4,
-          full_seeds=3)
+          full_seeds=3, medium_seeds=4)
 def spiked_rf(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
     from ..spiked_rf import one_step_ridge_error
 
-    if quick:
-        s = dict(d=300, alphas=[0.25, 0.5, 1.0, 1.5, 2.0, 3.0], cases=[(0.0, 0.0), (2.0, 2.0)], lam_paper=0.1,
-                 n_test=5000)
-    else:  # the companion's simulations: d = p = 2000, 3 seeds, n_test = 5000
-        s = dict(d=2000, alphas=np.round(np.linspace(0.2, 3.0, 8), 3).tolist(),
-                 cases=[(0.0, 0.0), (0.5, 1.0), (20.0, 1.0), (20.0, 3.0)], lam_paper=0.01, n_test=5000)
+    # full: the companion's simulations (d = p = 2000, 3 seeds, n_test = 5000); medium: its cases
+    # and λ_P at d = p = 600
+    s = size.pick(quick=dict(d=300, alphas=[0.25, 0.5, 1.0, 1.5, 2.0, 3.0], cases=[(0.0, 0.0), (2.0, 2.0)],
+                             lam_paper=0.1, n_test=5000),
+                  medium=dict(d=600, alphas=np.round(np.linspace(0.2, 3.0, 8), 3).tolist(),
+                              cases=[(0.0, 0.0), (0.5, 1.0), (20.0, 1.0), (20.0, 3.0)], lam_paper=0.01, n_test=5000),
+                  full=dict(d=2000, alphas=np.round(np.linspace(0.2, 3.0, 8), 3).tolist(),
+                            cases=[(0.0, 0.0), (0.5, 1.0), (20.0, 1.0), (20.0, 3.0)], lam_paper=0.01, n_test=5000))
     d = p = s["d"]
     alphas = np.asarray(s["alphas"], dtype=float)
     grid = np.linspace(alphas.min(), alphas.max(), 60)
@@ -399,10 +401,13 @@ def spiked_rf(size: Size, sweep: Sweeper) -> ExperimentOutput:
                        eta=eta_t * p if a0 else None, lam_paper=s["lam_paper"], n_test=s["n_test"],
                        a_init="ones", w_init="sphere") for a in alphas]
         err = sweep.stack(giant_step_task, specs, "test_error")
-        series.append(Series(panel=panel, name=name, theory_x=grid, theory_y=th.test_error, sim_x=alphas,
-                             sim_mean=err.mean, sim_std=err.std, n_seeds=err.n, theory_at_sim=at.test_error,
-                             style={"color": f"C{j}"}))
-        notes[name] = {"c": at.c, "r": at.r, "gamma": at.gamma, "all converged": bool(np.all(at.converged))}
+        # a fixed point that did not converge has no theory value: drawn as a gap, excluded from
+        # the agreement (counted in n_excluded) and listed in the notes
+        series.append(Series(panel=panel, name=name, theory_x=grid,
+                             theory_y=np.where(th.converged, th.test_error, np.nan), sim_x=alphas, sim_mean=err.mean, sim_std=err.std, n_seeds=err.n,
+                             theory_at_sim=np.where(at.converged, at.test_error, np.nan), style={"color": f"C{j}"}))
+        notes[name] = {"c": at.c, "r": at.r, "gamma": at.gamma, "all converged": bool(np.all(at.converged)),
+                       "theory not converged at α": [float(a) for a in grid[~np.asarray(th.converged)]]}
     return ExperimentOutput(panels, series, title="One giant step, exact asymptotics (spiked random features)",
                             parameters={**s, "p": p, "theory": "asymptotics.spiked_rf, Marchenko–Pastur spectrum",
                                         "lambda_convention": LAMBDA_CONVENTION}, notes=notes)
@@ -411,7 +416,7 @@ def spiked_rf(size: Size, sweep: Sweeper) -> ExperimentOutput:
 # ----------------------------------------------------------------------------- specialisation at n ~ d²
 @register("giant-step-specialisation", "One giant step with preprocessing at n = c·d²: T1 test error vs d "
           "for three c, below the one-direction plateau 55/384 ≈ 0.1432 and falling with d (leap 2 at n ~ d²)",
-          quick_seeds=3, full_seeds=5)
+          quick_seeds=3, full_seeds=5, medium_seeds=8)
 def specialisation(size: Size, sweep: Sweeper) -> ExperimentOutput:
     """single_step.ipynb's setting (T1, ReLU, p = 2d, η = 10√(np), λ_P = 1, preprocessing, fresh
     readout batch of n samples), float32, at n = c d² for c ∈ {0.5, 1, 2}.
@@ -420,9 +425,9 @@ def specialisation(size: Size, sweep: Sweeper) -> ExperimentOutput:
     plateau 55/384 by more than 1.645 standard errors over seeds (one-sided 95 %), and the error at
     the largest d is below the one at the second largest by more than 1.645 standard errors of the
     difference (independent seeds)."""
-    quick = size.quick
-    s = dict(ds=[64, 128, 256], cs=[0.5, 1.0, 2.0], n_test=10_000) if quick else \
-        dict(ds=[64, 128, 256, 512], cs=[0.5, 1.0, 2.0], n_test=50_000)
+    s = size.pick(quick=dict(ds=[64, 128, 256], cs=[0.5, 1.0, 2.0], n_test=10_000),
+                  medium=dict(ds=[64, 128, 256], cs=[0.5, 1.0, 2.0], n_test=20_000),
+                  full=dict(ds=[64, 128, 256, 512], cs=[0.5, 1.0, 2.0], n_test=50_000))
     ds, cs = s["ds"], s["cs"]
     plateau = _plateaus("T1")["plateau after 1 step (dim 1)"]
     panel = "T1"
@@ -467,7 +472,7 @@ def _hard_direction(name: str) -> np.ndarray:
 
 @register("giant-step-hard-direction", "One preprocessed giant step on T1: overlap of the first-layer rows with "
           "the leap-2 direction (θ1 − θ2)/√2 at n = 4d (random level, not learned) vs n = d² (learned), vs d",
-          quick_seeds=3, full_seeds=5)
+          quick_seeds=3, full_seeds=5, medium_seeds=6)
 def hard_direction(size: Size, sweep: Sweeper) -> ExperimentOutput:
     """Statistic Q = d · mean_j (ŵ_j·u_hard)² over the p rows after the step (ŵ_j = w_j/|w_j|): 1 for
     rows with no overlap beyond the random one (E (ŵ·u)² = 1/d), ∝ d for rows that learned u_hard.
@@ -476,8 +481,8 @@ def hard_direction(size: Size, sweep: Sweeper) -> ExperimentOutput:
 
     Checks (fixed in advance): at n = 4d, Q consistent with 1 at every d (|z| ≤ 3, standard error over
     seeds); at n = d², Q above 1 by more than 1.645 standard errors at every d."""
-    quick = size.quick
-    s = dict(ds=[32, 64, 128], n_test=2000) if quick else dict(ds=[64, 128, 256, 512], n_test=10_000)
+    s = size.pick(quick=dict(ds=[32, 64, 128], n_test=2000), medium=dict(ds=[64, 128, 256], n_test=2000),
+                  full=dict(ds=[64, 128, 256, 512], n_test=10_000))
     ds = np.asarray(s["ds"], dtype=float)
     u = _hard_direction("T1")
     sizes = {"n = 4d": lambda d: 4 * d, "n = d²": lambda d: d * d}

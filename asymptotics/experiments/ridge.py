@@ -77,17 +77,16 @@ def _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=1.0,
 
 
 @register("ridge-isotropic", "Isotropic Gaussian features: deterministic equivalent, "
-          "Marchenko–Pastur closed form and simulation", quick_seeds=20, full_seeds=50)
+          "Marchenko–Pastur closed form and simulation", quick_seeds=20, full_seeds=50, medium_seeds=20)
 def ridge_isotropic(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    p = 200 if quick else 1000
+    p = size.pick(quick=200, medium=500, full=1000)
     noise = 0.1
     lams = np.array([0.0, 1e-3, 0.1, 1.0])
     spectrum = {"kind": "isotropic", "p": p}
     w, b = spectrum_from_spec(spectrum)
     model = GaussianCovariateModel.from_spectrum(w, b, 1 + noise**2)
     n_theory = np.geomspace(0.1 * p, 10 * p, 400)
-    ns_sim = _sim_ns(p, 0.1, 10, 12 if quick else 16)
+    ns_sim = _sim_ns(p, 0.1, 10, size.pick(quick=12, medium=16, full=16))
     series = _curves(model, sweep, spectrum, ns_sim, lams, n_theory, x_scale=p)
     deviation = 0.0
     for j, lam in enumerate(lams):
@@ -111,10 +110,9 @@ def ridge_isotropic(size: Size, sweep: Sweeper) -> ExperimentOutput:
 
 
 @register("ridge-power-law", "Power-law spectrum: double descent at n = p, optimal λ, and "
-          "test error vs λ", quick_seeds=20, full_seeds=50)
+          "test error vs λ", quick_seeds=20, full_seeds=50, medium_seeds=20)
 def ridge_power_law(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    quick = size.quick
-    p = 200 if quick else 1000
+    p = size.pick(quick=200, medium=500, full=1000)
     alpha, beta, noise = 1.5, 1.0, 0.1
     spectrum = {"kind": "power-law", "p": p, "alpha": alpha, "beta": beta}
     w, b = spectrum_from_spec(spectrum)
@@ -122,7 +120,7 @@ def ridge_power_law(size: Size, sweep: Sweeper) -> ExperimentOutput:
     model = GaussianCovariateModel.from_spectrum(w, b, y2)
     lams = np.array([0.0, 1e-4, 1e-2, 1.0])
     n_theory = np.geomspace(0.05 * p, 20 * p, 400)
-    ns_sim = _sim_ns(p, 0.05, 20, 14 if quick else 20)
+    ns_sim = _sim_ns(p, 0.05, 20, size.pick(quick=14, medium=20, full=20))
     series = _curves(model, sweep, spectrum, ns_sim, lams, n_theory)
     opt = model.optimal_lambda(np.geomspace(0.05 * p, 20 * p, 60))
     series.append(Series(panel="test", name="optimal λ (theory)", theory_x=opt.n, theory_y=opt.test_error,
@@ -130,7 +128,7 @@ def ridge_power_law(size: Size, sweep: Sweeper) -> ExperimentOutput:
 
     # Test error vs λ at two fixed sample sizes.
     lam_theory = np.geomspace(1e-6, 10, 200)
-    lam_sim = np.geomspace(1e-6, 10, 9 if quick else 13)
+    lam_sim = np.geomspace(1e-6, 10, size.pick(quick=9, medium=13, full=13))
     n_fixed = np.array([p // 2, 2 * p])
     with expected_numerics():
         th = model.ridge(n_fixed[:, None].astype(float), lam_theory[None, :])

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asymptotics import gaussian
-from asymptotics.deep import linearized_covariances
+from asymptotics.deep import feature_mean, linearized_covariances
 from asymptotics.testing import activations
 
 
@@ -32,7 +32,6 @@ def test_linear_deep_network_is_a_product_and_has_the_bottleneck_rank():
     assert np.linalg.matrix_rank(omega, tol=1e-10 * np.abs(omega).max()) == 20
 
 
-@pytest.mark.filterwarnings("ignore:activations .* are not odd")
 @settings(max_examples=15, deadline=None)
 @given(act=activations(exclude=["linear"]), depth=st.integers(1, 3), seed=st.integers(0, 1000),
        per_neuron=st.booleans())
@@ -42,23 +41,22 @@ def test_structure_of_the_recursion(act, depth, seed, per_neuron):
     ws = [w * np.linspace(0.5, 1.5, w.shape[0])[:, None] for w in weights(widths, seed)]
     omega, phi, psi = linearized_covariances(ws, act, per_neuron=per_neuron)
     # the last layer, written out: Ω = diag(κ1) C diag(κ1) + diag(κ*²), C = W Ω_prev Wᵀ, with κ's
-    # at each neuron's variance C_ii (per_neuron) or at Tr C/p; an exchanged index or a missing
+    # at each neuron's variance C_ii (per_neuron) or at Tr C/p and at its mean m = W μ_prev (the
+    # previous layer's exact mean, zero for odd activations); an exchanged index or a missing
     # factor breaks the equality (and the symmetry, which is not imposed afterwards: per neuron it
     # holds to rounding only, κ1_i C_ij κ1_j and κ1_j C_ji κ1_i being rounded in another order)
     pre = ws[-1] @ _previous(ws, act, per_neuron) @ ws[-1].T
     r = np.diag(pre) if per_neuron else np.full(pre.shape[0], np.trace(pre) / pre.shape[0])
-    _, k1, ks = (np.asarray(x, dtype=float) for x in gaussian.kappas(act, r))
+    mean = ws[-1] @ (feature_mean(ws[:-1], act, per_neuron=per_neuron) if len(ws) > 1 else np.zeros(20))
+    _, k1, ks = (np.asarray(x, dtype=float) for x in gaussian.kappas(act, r, mean=mean))
     expected = k1[:, None] * pre * k1[None, :] + np.diag(ks**2)
     np.testing.assert_allclose(omega, expected, rtol=1e-10, atol=1e-13 * np.abs(expected).max())
     assert np.max(np.abs(omega - omega.T)) <= 4 * np.finfo(float).eps * np.abs(omega).max()  # to rounding
     assert np.linalg.eigvalsh(omega).min() >= (ks**2).min() * (1 - 1e-9) - 1e-12
-    # diag Ω = κ1² C_ii + κ*² = E σ̃(h_i)² exactly when the κ's are taken per neuron
+    # diag Ω = κ1² C_ii + κ*² = Var σ(h_i) exactly, h_i ~ N(m_i, C_ii), when the κ's are per neuron
     if per_neuron:
-        m = gaussian.moments(act, r)
-        np.testing.assert_allclose(np.diag(omega), m.second - m.mean**2, rtol=1e-9)
-    else:  # Tr Ω / p = κ1² r + κ*² = E σ² − κ0² at the mean variance
-        m = gaussian.moments(act, r[0])
-        assert np.trace(omega) / omega.shape[0] == pytest.approx(m.second - m.mean**2, rel=1e-10)
+        m = gaussian.moments(act, r, mean=mean)
+        np.testing.assert_allclose(np.diag(omega), m.second - m.mean**2, rtol=1e-9, atol=1e-14)
     # the cross-covariance with the linear teacher: Φ = diag(κ1) W Φ_prev, Ψ = I
     np.testing.assert_allclose(phi, k1[:, None] * (ws[-1] @ _previous_phi(ws, act, per_neuron)),
                                rtol=1e-10, atol=1e-13 * np.abs(phi).max())
@@ -154,12 +152,18 @@ def test_bad_inputs():
         linearized_covariances([np.full((3, 10), np.nan)], "tanh")
 
 
-def test_non_odd_activation_warns_that_kappa0_is_dropped():
-    ws = weights([10, 12])
-    with pytest.warns(UserWarning, match="relu.*not odd"):
-        linearized_covariances(ws, "relu")
+def test_non_odd_activations_are_exact_without_a_warning():
+    """relu's mean is propagated (no κ0 warning any more); center=False adds μμᵀ to Ω and nothing
+    to Φ (linear teacher: mean 0)."""
     import warnings
 
+    ws = weights([10, 12, 14])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        linearized_covariances(ws, "tanh")
+        omega, phi, psi = linearized_covariances(ws, "relu")
+        raw = linearized_covariances(ws, "relu", center=False)
+    mu = feature_mean(ws, "relu")
+    assert np.all(mu > 0)
+    np.testing.assert_array_equal(raw[0], omega + np.outer(mu, mu))
+    np.testing.assert_array_equal(raw[1], phi)
+    np.testing.assert_array_equal(raw[2], psi)

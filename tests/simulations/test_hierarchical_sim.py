@@ -112,6 +112,65 @@ def test_forward_matches_reference_and_block_size():
     np.testing.assert_allclose(f2, f, rtol=1e-13)
 
 
+def _dense_loss_grad(net, X, y):
+    """Loss and gradient with whole n × m1 and n × m2 arrays (the formulas of the module docstring)."""
+    n, d = X.shape
+    X1 = np.hstack([X, np.ones((n, 1))])
+    Z = X1 @ net.theta.T
+    g = net.alpha1 * (Z**3) @ net.u
+    pre = np.outer(g, net.a) + net.b
+    A, R = (pre > 0).astype(float), np.maximum(pre, 0)
+    f = g + net.alpha2 * R @ net.c
+    e = (f - y) / n
+    delta = net.alpha1 * e * (1 + net.alpha2 * A @ (net.a * net.c))
+    G = {"theta": (3 * delta[:, None] * net.u * Z**2).T @ X1, "u": (Z**3).T @ delta,
+         "a": net.alpha2 * net.c * (A.T @ (e * g)), "b": net.alpha2 * net.c * (A.T @ e), "c": net.alpha2 * R.T @ e}
+    return 0.5 * np.mean((f - y) ** 2), G
+
+
+@settings(max_examples=25, deadline=None)
+@given(d=st.integers(2, 6), m1=st.integers(1, 40), m2=st.integers(1, 60), n=st.integers(1, 700),
+       block=st.sampled_from([1, 3, 16, 64, 512]), subset=st.booleans(), seed=st.integers(0, 10**6))
+def test_training_pass_equals_the_dense_gradient(d, m1, m2, n, block, subset, seed):
+    """The training pass (lanes of tiles, the ReLU branch through its sorted kinks and histograms)
+    gives the dense loss and gradient to rounding (1e-10 of each tensor's largest entry), for any
+    tile size, a row subset (mini-batch) and units with a_k = 0 (always or never active) or a_k < 0."""
+    net = _random_net(d, m1, m2, seed, True)
+    rng = stream(seed, "test-data")
+    net.a = rng.standard_normal(m2)
+    net.a[rng.random(m2) < 0.2] = 0.0
+    X = rng.standard_normal((n, d))
+    y = rng.standard_normal(n)
+    idx = np.sort(rng.permutation(n)[: max(1, n // 2)]) if subset else None
+    eng = S._Engine(m1, m2, d, block, np.dtype("float64"))
+    X1 = np.hstack([X, np.ones((n, 1))])
+    loss, G = S._loss_grad(net, X1, y, eng, block, idx)
+    rows = slice(None) if idx is None else idx
+    ref_loss, ref = _dense_loss_grad(net, X[rows], y[rows])
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for name in ref:
+        np.testing.assert_allclose(G[name], ref[name], rtol=0, atol=1e-10 * max(np.abs(ref[name]).max(), 1e-300),
+                                   err_msg=name)
+
+
+def test_training_pass_does_not_depend_on_the_number_of_threads():
+    numba = pytest.importorskip("numba")
+    net = _random_net(6, 50, 70, 3, True)
+    X = stream(4, "test-data").standard_normal((5000, 6))
+    y = stream(5, "test-data").standard_normal(5000)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = S.loss_and_gradient(net, X, y, block=64)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = S.loss_and_gradient(net, X, y, block=64)
+    finally:
+        numba.set_num_threads(before)
+    assert one[0] == many[0]
+    for name in one[1]:
+        np.testing.assert_array_equal(one[1][name], many[1][name])
+
+
 # --------------------------------------------------------------------------- layer-wise
 def test_layerwise_stage1_recovers_feature():
     d, m1, m2 = 6, 128, 200                      # D3 = binom(9, 3) = 84 <= m1

@@ -45,6 +45,9 @@ def test_cholesky_branch_agrees_with_the_eigendecomposition(n, p):
     eig, _ = ridge_from_gram(G, g, lams)
     assert np.allclose(chol, eig, rtol=1e-8, atol=1e-10)
     assert np.allclose(chol[:, 1], np.linalg.solve(G + np.eye(p), g))
+    # training errors (1/n)|y − Fθ|² from the same sufficient statistics
+    _, train = ridge_from_gram(G, g, lams, y @ y / n, method="cholesky")
+    assert np.allclose(train, [np.mean((y - F @ chol[:, j]) ** 2) for j in range(len(lams))], atol=1e-10)
 
 
 def test_bad_input_names_the_argument():
