@@ -207,8 +207,8 @@ def _estimate(args) -> int:
     try:
         options = _options(args.set)
         est = experiments.estimate(args.name, quick=args.quick, size=args.size, seeds=args.seeds, seed=args.seed,
-                                   backend=args.backend, workers=args.workers, cache=args.cache, data=args.data,
-                                   options=options)
+                                   backend=args.backend, workers=args.workers, scheduler=args.scheduler,
+                                   cache=args.cache, data=args.data, options=options)
     except experiments.InputError as exc:
         return _error(exc)
     est["startup_seconds"] = startup

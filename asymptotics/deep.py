@@ -34,13 +34,14 @@ treated). The derivation, and the papers it follows, are in ``docs/theory/deep_f
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
 
 from . import functions, gaussian
 
-__all__ = ["linearized_covariances", "feature_mean", "layer_kappas"]
+__all__ = ["linearized_covariances", "feature_mean", "kernel_covariances", "layer_kappas"]
 
 
 def _as_matrix(w, name: str) -> np.ndarray:
@@ -113,8 +114,8 @@ def feature_mean(weights: Sequence, activations, input_covariance=None, *, per_n
 
     The recursion (E-μ), (E-Ω) of the module docstring: μ_ℓ = κ0(m_ℓ, r_ℓ) with the pre-activation
     mean m_ℓ = W_ℓ μ_{ℓ−1} (μ_0 = 0) and variances from the centred covariances (per neuron or at
-    Tr C_ℓ/p_ℓ, ``per_neuron``). Exact at the first layer; deeper, exact up to the linearisation
-    of the covariances it uses. Zero for odd activations. Apply it to a teacher's chain for μ*.
+    Tr C_ℓ/p_ℓ, ``per_neuron``). Exact at the first layer with ``per_neuron=True`` (the variances
+    ‖w_i‖² then enter one by one); deeper, exact up to the linearisation of the covariances it uses. Zero for odd activations. Apply it to a teacher's chain for μ*.
     """
     student = list(weights)
     sigma = _input_covariance(input_covariance, student)
@@ -155,6 +156,8 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
     Ω (p_L × p_L), Φ (p_L × k), Ψ (k × k), all float64; see the module docstring for the
     recursion (E-μ), (E-Ω), with the means of every layer propagated.
     """
+    if not isinstance(center, (bool, np.bool_)):
+        raise TypeError(f"center must be True or False, got {center!r}")
     student = list(weights)
     sigma = _input_covariance(input_covariance, student)
     mats = _check_chain(student, "weights", sigma.shape[0])
@@ -227,3 +230,96 @@ def _shared_layers(shared_layers, student, teacher_weights, mats, acts, t_mats, 
         if mats[i].shape != t_mats[i].shape or not np.array_equal(mats[i], t_mats[i]) or acts[i].name != t_acts[i].name:
             raise ValueError(f"shared_layers={shared}: layer {i} of the teacher differs from the student's")
     return shared
+
+
+# --------------------------------------------------------------------------- every Hermite order
+#: Largest Hermite order of :func:`kernel_covariances` (the series is cut where its remainder
+#: bound falls below ``tol``, at this order at the latest).
+KERNEL_MAX_ORDER = 80
+
+
+def _normalised_hermite(act, r: np.ndarray, order: int) -> np.ndarray:
+    """α_k(r_i) = √(k!) c_k(r_i) r_i^{k/2}, k = 0..order (so E σ(N)² = Σ_k α_k²), shape (p, order+1)."""
+    c = gaussian.hermite_coefficients(act, order, r)
+    k = np.arange(order + 1)
+    log_fact = np.cumsum(np.log(np.maximum(k, 1)))
+    return c * np.exp(0.5 * log_fact + 0.5 * k * np.log(r)[:, None])
+
+
+def _kernel_layer(act, c: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(Ω, κ1, remainder bound) of one layer from its pre-activation covariance C (module docstring of
+    :func:`kernel_covariances`): Ω_ij = Σ_{k≥1} α_k(r_i) α_k(r_j) ρ_ij^k, Ω_ii = E σ(h_i)²."""
+    r = np.clip(np.diag(c), 0.0, None)
+    if np.any(r <= 0):
+        raise ValueError("a pre-activation has zero variance (a zero row of the weights?)")
+    s = np.sqrt(r)
+    rho = np.clip(c / s[:, None] / s[None, :], -1.0, 1.0)
+    np.fill_diagonal(rho, 0.0)
+    rho_max = float(np.max(np.abs(rho))) if rho.size > 1 else 0.0
+    mom = gaussian.moments(act, r)
+    second = np.asarray(mom.second, dtype=np.float64) * np.ones_like(r)
+    order = KERNEL_MAX_ORDER
+    if rho_max < 1.0:
+        scale = float(np.max(second))
+        order = int(min(KERNEL_MAX_ORDER, max(3, np.ceil(np.log(tol / scale) / np.log(max(rho_max, 1e-300))))))
+    alpha = _normalised_hermite(act, r, order)
+    omega = np.zeros_like(c)
+    power = rho.copy()
+    for k in range(1, order + 1):
+        omega += np.outer(alpha[:, k], alpha[:, k]) * power
+        power *= rho
+    tail = np.clip(second - np.sum(alpha**2, axis=1), 0.0, None)  # Σ_{k>order} α_k², per neuron
+    bound = rho_max ** (order + 1) * float(np.max(tail))
+    omega[np.diag_indices_from(omega)] = second
+    k1 = np.asarray(mom.slope, dtype=np.float64) * np.ones_like(r)
+    return 0.5 * (omega + omega.T), k1, bound
+
+
+def kernel_covariances(weights: Sequence, activations, input_covariance=None, *,
+                       tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""(Ω, Φ, Ψ) of a deep random-feature student and the linear teacher ψ(x) = x with **every**
+    Hermite order of the activations kept: the finite-width correction to
+    :func:`linearized_covariances`.
+
+    Each layer's pre-activations h = W_ℓ φ_{ℓ−1}(x) are taken jointly Gaussian with covariance
+    C_ℓ = W_ℓ Ω_{ℓ−1} W_ℓᵀ (exact at the first layer), and Ω_ℓ is their exact image through σ_ℓ:
+    with r_i = (C_ℓ)_ii, ρ_ij = (C_ℓ)_ij/√(r_i r_j) and the normalised Hermite coefficients
+    α_k(r) = √(k!) c_k(r) r^{k/2} of :func:`asymptotics.gaussian.hermite_coefficients` (Mehler's
+    formula),
+
+        (Ω_ℓ)_ij = Σ_{k≥1} α_k(r_i) α_k(r_j) ρ_ij^k   (i ≠ j),       (Ω_ℓ)_ii = E σ(h_i)²,
+
+    whose k = 1 term is the linearisation (κ1κ1ᵀ) ∘ C_ℓ and whose k ≥ 3 terms are the off-diagonal
+    higher Hermite components that (E-Ω) drops: an O(1/p) perturbation in operator norm, against
+    smallest eigenvalues of Ω of order κ*², which moves the ridge error by O(1/p) (see
+    ``docs/theory/deep_features.md``, "Finite width"). The series is cut at the first order K with
+    max|ρ|^{K+1}·max E σ² ≤ ``tol``; a ``UserWarning`` reports a remainder bound
+    max|ρ|^{K+1}·max_i Σ_{k>K} α_k(r_i)² above ``tol`` (at order :data:`KERNEL_MAX_ORDER`).
+    By Stein's lemma Φ = diag(κ1,L) W_L ⋯ diag(κ1,1) W_1 Σ exactly, as in the per-neuron
+    linearisation, and Ψ = Σ.
+
+    Only odd activations (κ0 = 0: every pre-activation is centred) are accepted; the activations'
+    coefficients are evaluated at each neuron's own variance. Weights are used as given.
+    """
+    student = list(weights)
+    sigma = _input_covariance(input_covariance, student)
+    mats = _check_chain(student, "weights", sigma.shape[0])
+    acts = _check_activations(activations, len(mats), "activations")
+    even = sorted({a.name for a in acts if not a.is_odd})
+    if even:
+        raise ValueError(f"activations must be odd for kernel_covariances, got {even}: "
+                         "use linearized_covariances")
+    if not (isinstance(tol, (int, float)) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    omega, cross = sigma.copy(), sigma.copy()
+    for i, (w, act) in enumerate(zip(mats, acts)):
+        c = w @ omega @ w.T
+        omega, k1, bound = _kernel_layer(act, 0.5 * (c + c.T), float(tol))
+        if bound > tol:
+            warnings.warn(f"kernel_covariances: layer {i + 1}: Hermite series cut at order {KERNEL_MAX_ORDER} "
+                          f"with remainder bound {bound:.1e} > tol = {tol:g} (nearly parallel rows of "
+                          f"weights[{i}])", UserWarning, stacklevel=2)
+        cross = k1[:, None] * (w @ cross)
+    return omega, cross, sigma.copy()
+
+

@@ -25,6 +25,14 @@ def gemm_rates(size: int = 4096, rounds: int = 3) -> dict:
     return rates
 
 
+def gemm_rate(dtype, size: int = 4096, rounds: int = 3) -> float:
+    """Best-of-``rounds`` flop rate of a size³ ``@`` in one dtype (to measure it right before a run)."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((size, size)).astype(dtype)
+    B = rng.standard_normal((size, size)).astype(dtype)
+    return 2.0 * size**3 / best_time(lambda: A @ B, rounds)
+
+
 def peak_mb() -> float:
     """Peak resident memory of this process in MiB (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

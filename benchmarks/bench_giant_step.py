@@ -22,8 +22,8 @@ Ours: :func:`simulations.giant_step.simulate` in the notebook's protocol (``reus
 the readout on the gradient batch; ``preprocess=True`` with A, B from that batch; the test set
 streamed, never stored), in float64 (the notebook's dtype) and float32 (GEMMs and activations in
 float32, every accumulation and the ridge solve in float64). Both sides run in this one process,
-one after the other at each point, after the matrix-multiply rate is measured (4096³ ``@``, best
-of 3, per dtype) for that point.
+one after the other at each point, each run right after the matrix-multiply rate of its dtype is
+measured (4096³ ``@``, best of 3), so that a change of the machine's load between runs moves both.
 
 "Fraction of the GEMM rate" = (the algorithm's matrix-product flops) / (time) / (that rate in
 the run's dtype), the same flop count for both sides (:func:`flops`): the gradient's two products
@@ -56,7 +56,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import gemm_rates  # noqa: E402
+from _common import gemm_rate  # noqa: E402
 
 #: single_step.ipynb: the exponents of its sample sizes n = ⌊d^κ⌋ and its own seconds per 10 seeds.
 NOTEBOOK_KAPPAS = (1.3, 1.65, 2.0)
@@ -153,23 +153,22 @@ def _timed(fn, *args) -> tuple[float, float, float]:
 
 # ----------------------------------------------------------------------------- main
 def _point(d, p, n, n_test, seeds, dtypes, baseline: bool) -> None:
-    rates = gemm_rates()
     work = flops(d, p, n, n_test)
-    print(f"n = {n} (κ = {math.log(n) / math.log(d):.2f}), GEMM rate: "
-          + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in rates.items())
-          + f"; {work:.3g} flop per seed")
+    print(f"n = {n} (κ = {math.log(n) / math.log(d):.2f}), {work:.3g} flop per seed; the GEMM rate of the "
+          "run's dtype is measured right before each run")
     times = {}
     rows = [(f"ours {dt}", dt, ours_seed, (dt,)) for dt in dtypes]
     if baseline:
         rows.append(("notebook (numpy)", "float64", notebook_seed, ()))
     for label, dt, fn, extra in rows:
+        rate = gemm_rate(dt)
         runs = [_timed(fn, d, p, n, n_test, s, *extra) for s in seeds]
         t = float(np.mean([r[0] for r in runs]))
         times[label] = t
         errs = [r[1] for r in runs]
         err = f"{np.mean(errs):.4f}" + (f" ± {np.std(errs):.4f}" if len(errs) > 1 else "")
-        print(f"  {label:18s} {dt}: {t:7.2f} s/seed, test error {err}, {100 * work / t / rates[dt]:3.0f} % of "
-              f"the {dt} GEMM rate, peak {max(r[2] for r in runs):6.0f} MB")
+        print(f"  {label:18s}: {t:7.2f} s/seed, test error {err}, {100 * work / t / rate:3.0f} % of the {dt} "
+              f"GEMM rate ({rate / 1e9:.1f} GFLOP/s), peak {max(r[2] for r in runs):6.0f} MB")
     if baseline:
         t_nb = times["notebook (numpy)"]
         ratios = ", ".join(f"{label} {t_nb / times[label]:.1f}x" for label in times if label.startswith("ours"))

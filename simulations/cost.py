@@ -339,14 +339,18 @@ def _adam_batch(spec) -> int:
 
 
 def _adam_work(spec) -> dict:
-    """An upper bound: ``max_steps`` Adam steps (the plateau rule may stop earlier)."""
+    """An upper bound: ``max_steps`` Adam steps (the plateau rule may stop earlier). A training
+    pass evaluates the ReLU branch through its sorted kinks: O(log m2) per row, O(m2 log m2) per
+    step for the tables."""
     d, n, m2 = spec.d, spec.n, spec.m2
     m1 = spec.m1 or d * d
     batch, steps = _adam_batch(spec), spec.max_steps
     params = m1 * (d + 2) + 3 * m2
+    log_m2 = math.log2(m2 + 2)
     w = _w(rng=m1 * (d + 1) + 3 * m2 + d + n * d, elementwise=8.0 * n * d)  # init, the training set in memory
-    _add(w, _hier_rows(spec, batch, m1, m2, spec.dtype, draw=False, backward=True), times=steps)
-    _add(w, _w(elementwise=12.0 * params + (batch * (d + 2) if batch < n else 0)), times=steps)
+    _add(w, _hier_rows(spec, batch, m1, 0, spec.dtype, draw=False, backward=True), times=steps)
+    _add(w, _w(elementwise=12.0 * params + batch * 12.0 * log_m2 + m2 * (10.0 * log_m2 + 80.0)
+               + (batch * (d + 2) if batch < n else 0)), times=steps)
     _add(w, _hier_rows(spec, n, m1, m2, spec.dtype, draw=False))  # training correlation
     _add(w, _hier_rows(spec, spec.n_test, m1, m2, spec.dtype))  # test metrics
     return _add(w, _w(elementwise=30.0 * spec.n_test))
@@ -365,8 +369,16 @@ def _layerwise_bytes(spec) -> int:
 
 
 def _adam_bytes(spec) -> int:
-    m1 = spec.m1 or spec.d * spec.d
-    return _F8 * spec.n * (spec.d + 4) + _hier_buffers(spec, m1, spec.m2)
+    """The training set, the streaming buffers and the training pass's lanes of tiles."""
+    from . import hierarchical
+
+    m1, K = spec.m1 or spec.d * spec.d, spec.d + 1
+    size = 4 if spec.dtype == "float32" else _F8
+    lanes = getattr(hierarchical, "_LANES", 1)
+    fit = max(1, min(spec.block, getattr(hierarchical, "_TILE_BYTES", spec.block * m1 * size) // (m1 * size)))
+    tile = 1 << (fit.bit_length() - 1)
+    training = lanes * (size * (tile * (m1 + K) + m1 * K) + _F8 * (2 * tile + m1 * K + m1 + 4 * (spec.m2 + 1)))
+    return _F8 * spec.n * (spec.d + 4) + _hier_buffers(spec, m1, spec.m2) + training
 
 
 def _hier_placeholder(spec, s: int) -> dict:
@@ -423,7 +435,7 @@ def _trained_work(spec) -> dict:
     _add(w, _act(spec.activation, spec.epochs * n_adam * 2.0 * acts))
     evals = [widths[-1]] * len(spec.snapshots)
     for _ in spec.snapshots:  # a copy and its training loss, the features of three parts, the network's test MSE
-        _add(w, _w(_x={g: 2.0 * (n_adam + total_rows - n_adam + parts["test"]) * prods},
+        _add(w, _w(_x={g: 2.0 * (total_rows + parts["test"]) * prods},
                    elementwise=2.0 * (total_rows + parts["test"]) * acts + 2.0 * params))
         _add(w, _act(spec.activation, (total_rows + parts["test"]) * acts))
     for p in [*evals, dim]:
@@ -667,11 +679,30 @@ def _synthetic_instances():
             spec(dict(d=64, k=64, n_adam=512, n_cov=4096, n_reg=1024, n_test=2048), (128, 128), 40, (50, 200, 900)))
 
 
+@lru_cache(maxsize=1)
+def _calibration_images() -> str:
+    """A small MNIST-format file (1500 + 300 random 28 × 28 images, Keras' ``mnist.npz`` layout) in
+    a temporary folder removed at exit: the even/odd task calibrates on it without any data set
+    installed."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="asymptotics-calibration-")
+    atexit.register(shutil.rmtree, folder, True)
+    rng = np.random.default_rng(0)
+    path = os.path.join(folder, "mnist.npz")
+    np.savez(path, x_train=rng.integers(0, 256, (1500, 28, 28), dtype=np.uint8), y_train=rng.integers(0, 10, 1500),
+             x_test=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 300))
+    return path
+
+
 def _mnist_instances():
     from .trained import TrainedSpec
 
-    return (TrainedSpec(data="digits", batch_size=128, **_trained_common((32, 32), 1, (20, 100))),
-            TrainedSpec(data="digits", batch_size=128, **_trained_common((128, 128), 6, (50, 200, 400))))
+    data = _calibration_images()
+    return (TrainedSpec(data=data, batch_size=128, **_trained_common((32, 32), 1, (20, 100))),
+            TrainedSpec(data=data, batch_size=128, **_trained_common((128, 128), 4, (50, 200, 400))))
 
 
 _TRAINED_SHARED = ("simulations.linalg", "simulations.rng", "simulations.data", "simulations.training",
@@ -812,15 +843,12 @@ def busy_seconds(fn: Callable) -> tuple[Any, float]:
     return out, min(time.perf_counter() - w0, time.process_time() - c0)
 
 
-def _median_time(fn: Callable, repeats: int) -> float:
-    return float(np.median([busy_seconds(fn)[1] for _ in range(repeats)]))
-
-
 def _best_time(fn: Callable, repeats: int) -> float:
-    """The shortest of ``repeats`` timings after one warm-up call (a kernel's rate without the
-    interference of other processes)."""
+    """The shortest busy time of ``repeats`` calls after one warm-up call: the machine's own speed,
+    least disturbed by other processes (their load slows even the CPU time of a call: shared
+    caches, memory bandwidth, hyper-threads)."""
     fn()
-    return min(_median_time(fn, 1) for _ in range(repeats))
+    return min(busy_seconds(fn)[1] for _ in range(repeats))
 
 
 def _measure_rates() -> dict:
@@ -859,9 +887,10 @@ def _calibrate_task(model: TaskModel, rates: dict) -> dict:
     fn = model.function()
     small, large = model.instances()
     seed = task_seed(0, "calibration", small, 0)
-    cold = busy_seconds(lambda: fn(small, seed))[1]
-    t_small = _median_time(lambda: fn(small, seed), 3)
-    t_large = _median_time(lambda: fn(large, task_seed(0, "calibration", large, 0)), 2)
+    cold = busy_seconds(lambda: fn(small, seed))[1]  # the first call: Numba kernels loaded
+    t_small = _best_time(lambda: fn(small, seed), 3)
+    large_seed = task_seed(0, "calibration", large, 0)
+    t_large = min(busy_seconds(lambda: fn(large, large_seed))[1] for _ in range(2))
     m_small, m_large = (_seconds({k: max(0.0, v) for k, v in model.work(s).items()}, rates) for s in (small, large))
     factor = (t_large - t_small) / (m_large - m_small) if m_large > m_small else 0.0
     if not factor > 0:
@@ -887,7 +916,7 @@ def _measure_pool_start() -> float:
     run_sweep(ridge_task, [small], 2, experiment="calibration", backend="processes", workers=workers, quiet=True)
     wall = time.perf_counter() - w0
     share = 1.0 if load is None else min(1.0, _cores() / (load + workers))  # as on an idle machine
-    return max(0.0, wall * share - 2 * _median_time(lambda: ridge_task(small, 0), 1))
+    return max(0.0, wall * share - 2 * busy_seconds(lambda: ridge_task(small, 0))[1])
 
 
 @dataclass
@@ -1006,13 +1035,15 @@ def _makespan(durations: Sequence[float], workers: int) -> float:
 
 
 def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: int | None = None,
-             other_seconds: float = 0.0, calibration: Calibration | None = None) -> dict:
+             other_seconds: float = 0.0, calibration: Calibration | None = None, remote: bool = False) -> dict:
     """Tasks, core-hours, peak memory per task and wall seconds of the planned ``calls`` (tasks
     already in the cache, ``PlannedCall.cached``, are counted in ``tasks`` and ``cached_tasks`` but
     cost nothing).
 
     ``workers``: for "processes"/"dask" (default: the cores of this machine; capped at the cores
-    and at each call's number of tasks, as the sweep does); "serial" is one worker.
+    and at each call's number of tasks, as the sweep does); "serial" is one worker. ``remote``: the
+    workers are a dask cluster elsewhere (``--scheduler``): ``workers`` is not capped at this
+    machine's cores, and each of them is taken to be as fast as one core here.
     ``other_seconds``: the experiment's own time outside the sweep (theory, figure), added to the
     wall time. Each sweep call on "processes" or "dask" also starts its workers (the calibrated
     start-up of a process pool; a dask cluster's is taken to be the same).
@@ -1026,47 +1057,50 @@ def estimate(calls: Sequence[PlannedCall], *, backend: str = "serial", workers: 
     cal = calibration if calibration is not None else calibrate(kinds, pool=backend != "serial")
     pool_start_s = cal.pool_start_s or 0.0
     cores = _cores()
-    w = 1 if backend == "serial" else max(1, min(workers or cores, cores))
+    w = 1 if backend == "serial" else max(1, workers or cores) if remote else max(1, min(workers or cores, cores))
     by_kind: dict = {}
-    total_s, wall, peak, tasks = 0.0, float(other_seconds), 0, 0
-    cached_total = 0
+    total_s, wall, tasks, cached = 0.0, float(other_seconds), 0, 0
     for call in calls:
-        durations, kinds_here = [], set()
-        for i, spec in enumerate(call.params):
-            model, spec_obj = model_for(call.fn, spec)
-            todo = call.seeds - sum(call.cached[i * call.seeds:(i + 1) * call.seeds])
-            cached_total += call.seeds - todo
-            t = cal.task_seconds(call.fn, spec_obj)
-            b = peak_bytes(call.fn, spec_obj)
-            durations += [t] * todo
-            kinds_here.add(model.kind)
-            entry = by_kind.setdefault(model.kind, {"tasks": 0, "cached": 0, "core_seconds": 0.0,
-                                                    "peak_memory_bytes": 0, "flops": 0.0})
-            entry["tasks"] += call.seeds
-            entry["cached"] += call.seeds - todo
-            entry["core_seconds"] += t * todo
-            entry["flops"] += flops(call.fn, spec_obj) * todo
-            entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], b)
-            peak = max(peak, b)
-        if not durations:
-            continue
-        n_workers = min(w, max(1, len(durations)))
-        startup = sum(cal.startup_seconds(k) for k in kinds_here)
-        wall += _makespan(durations, n_workers) + startup + (pool_start_s if backend != "serial" else 0.0)
-        total_s += sum(durations) + startup * n_workers
-        tasks += len(durations)
-    tasks += cached_total
+        durations, startup, n_cached = _call_durations(call, cal, by_kind)
+        cached += n_cached
+        tasks += len(durations) + n_cached
+        if durations:
+            n_workers = min(w, len(durations))
+            wall += _makespan(durations, n_workers) + startup + (pool_start_s if backend != "serial" else 0.0)
+            total_s += sum(durations) + startup * n_workers
     for entry in by_kind.values():
         entry["core_hours"] = entry.pop("core_seconds") / 3600.0
     load = _load_average()
     share = 1.0 if load is None else min(1.0, cores / (load + w))
-    return {"tasks": tasks, "cached_tasks": cached_total, "core_hours": total_s / 3600.0, "peak_memory_bytes": int(peak),
+    return {"tasks": tasks, "cached_tasks": cached, "core_hours": total_s / 3600.0,
+            "peak_memory_bytes": max((e["peak_memory_bytes"] for e in by_kind.values()), default=0),
             "wall_seconds": wall, "backend": backend, "workers": w, "other_seconds": float(other_seconds),
-            "load_average": load, "wall_seconds_at_current_load": wall / share,
-            "by_task": by_kind,
+            "load_average": load, "wall_seconds_at_current_load": wall / share, "by_task": by_kind,
             "upper_bound": "hierarchical-adam" in by_kind,
             "calibration": {"path": cal.path, "created": cal.created, "machine": cal.machine,
                             "recalibrated": list(cal.recalibrated)}}
+
+
+def _call_durations(call: PlannedCall, cal: Calibration, by_kind: dict) -> tuple[list, float, int]:
+    """(predicted seconds of each task still to compute, in submission order; the start-up of the
+    call's task kinds in a fresh worker; the number of cached tasks) of one sweep call, adding its
+    tasks to the per-kind totals ``by_kind``."""
+    durations, kinds, n_cached = [], set(), 0
+    for i, spec in enumerate(call.params):
+        model, spec_obj = model_for(call.fn, spec)
+        todo = call.seeds - sum(call.cached[i * call.seeds:(i + 1) * call.seeds])
+        n_cached += call.seeds - todo
+        t = cal.task_seconds(call.fn, spec_obj)
+        durations += [t] * todo
+        kinds.add(model.kind)
+        entry = by_kind.setdefault(model.kind, {"tasks": 0, "cached": 0, "core_seconds": 0.0,
+                                                "peak_memory_bytes": 0, "flops": 0.0})
+        entry["tasks"] += call.seeds
+        entry["cached"] += call.seeds - todo
+        entry["core_seconds"] += t * todo
+        entry["flops"] += flops(call.fn, spec_obj) * todo
+        entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], peak_bytes(call.fn, spec_obj))
+    return durations, sum(cal.startup_seconds(k) for k in kinds), n_cached
 
 
 def _main() -> int:  # pragma: no cover - a manual check: python -m simulations.cost

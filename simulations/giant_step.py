@@ -59,20 +59,24 @@ treatment (``gradient_overlaps``, ``gradient_mean_cosine``): the scatter panels 
 
 Computation
 -----------
-Nothing of size n x d or n x p is ever held: each batch is generated and consumed chunk by
-chunk (memory O(chunk x max(d, p)) + O(p (p + d))). Per chunk: one GEMM H = Z W^T, the
-activation and its derivative applied by :func:`asymptotics.functions.apply`, a GEMV for the
-network output, and the accumulations G += sigma'(H)^T (r * Z) (GEMM), K += F^T F (SYRK) and
-F^T y; the readout is solved in float64 from K, by one Cholesky factorisation per lambda for
-up to 8 values of lambda > 0 (p^3/3 flops each), otherwise by one symmetric eigendecomposition
-(every lambda of a grid at O(p^2) each; lam = 0 is the minimum-norm solution), and the test
-error needs only F_test theta. Preprocessing costs a second generation pass over the gradient
-batch (A and B must be known before the step). Everything of a block that needs no weights (its
-random numbers, labels, preprocessed labels and the rounding to float32) is computed by
-``threads`` threads, block by block (default: the BLAS thread limit). On machines with few cores, set
-``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (before numpy is imported): otherwise idle
-OpenBLAS threads spin ~0.1 s after every product and take a core from that drawing (about 15%
-of the run time at d = 512, p = 1024 on 2 cores).
+Nothing of size n x d or n x p is ever held: each batch is generated and consumed block by
+block (memory O(window x block x max(d, p)) + O(p (p + d))). A block is one job of a pool of
+``threads`` threads (default: the BLAS thread limit), run with single-threaded BLAS: it draws
+its rows and labels (and the preprocessed labels y~, and the rounding to float32), then one
+GEMM H = Z W^T, the activation (and its derivative) by :func:`asymptotics.functions.apply`, and
+its contribution: sigma'(H)^T (r * Z) (GEMM, after a GEMV for the network output) to the
+gradient, F^T F (SYRK) and F^T y~ to the readout's sufficient statistics, or its squared test
+residuals. The calling thread adds the contributions in block order (float64), with at most
+``window`` = max(2 threads, chunk / block) blocks in flight, so the cores never wait for each
+other between drawing and multiplying. The readout is solved in float64 from K = F^T F, by one
+Cholesky factorisation per lambda for up to 8 values of lambda > 0 (p^3/3 flops each),
+otherwise by one symmetric eigendecomposition (every lambda of a grid at O(p^2) each; lam = 0
+is the minimum-norm solution), and the test error needs only F_test theta. Preprocessing costs
+a second generation pass over the gradient batch (A and B must be known before the step). The
+BLAS thread limit is set to 1 for the process while the blocks run (threadpoolctl) and
+restored after. On machines with few cores, set ``OPENBLAS_THREAD_TIMEOUT=4`` in the
+environment (before numpy is imported): otherwise idle OpenBLAS threads spin ~0.1 s after
+every multi-threaded product (the GEMMs of the overlaps, the ridge solve).
 
 Randomness and chunking (every generator is :func:`simulations.rng.stream` of the seed and a
 named purpose): W* comes from ``stream(seed, "teacher")``, W0 from ``stream(seed, "first
@@ -80,10 +84,9 @@ layer")``, a0 from ``stream(seed, "second layer")``. Rows are drawn in fixed blo
 rows (default :data:`BLOCK`); block b of a batch comes from ``stream(seed, batch, step, b,
 "inputs")`` (float64) and ``stream(seed, batch, step, b, "label noise")``, with batch
 "gradient batch" (step t), "readout batch" or "test batch" (step 0). A batch of n rows is the first
-n rows of its stream (batches of different n share their first rows). ``chunk`` (rows per
-compute chunk) is rounded down to a multiple of ``block`` and every accumulation is summed
-block by block in block order, so the result is bitwise the same for every chunk size
-(changing ``block`` changes the random draw, not its law).
+n rows of its stream (batches of different n share their first rows). Every accumulation is
+summed block by block in block order, so the result is bitwise the same for every ``chunk`` and
+number of ``threads`` (changing ``block`` changes the random draw, not its law).
 
 float32 (``dtype="float32"``): the inputs are drawn in float64 (labels are always computed
 in float64) and rounded; the GEMMs and activations run in float32, every accumulation over
@@ -95,8 +98,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import threading
 import time
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -104,6 +109,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import sympy
+from threadpoolctl import threadpool_limits
 
 from asymptotics import functions
 from asymptotics.conventions import lam_from_scaled_features
@@ -139,6 +145,10 @@ BLOCK = 4096
 #: Default compute chunk: about this many elements (rows x max(d, p)) per buffer.
 _CHUNK_ELEMENTS = 1 << 23
 _EPS = np.finfo(np.float64).eps
+#: Elements per call of the activation inside the test-set threads: below the size at which
+#: :func:`asymptotics.functions.apply` starts its parallel Numba loop (2^15), so that the threads
+#: never enter that loop concurrently.
+_SERIAL_PIECE = 1 << 14
 #: Up to this many λ (all > 0) the readout is solved by one Cholesky factorisation per λ, beyond it
 #: (or with λ = 0) by one eigendecomposition for the whole grid.
 _CHOLESKY_MAX_LAMS = 8
@@ -334,29 +344,6 @@ class GiantStepProblem:
         if Zc is not None:
             np.copyto(Zc, Z, casting="same_kind")
 
-    def _chunks(self, kind: str, n: int, step: int, chunk: int | None, pool=None, prep=None,
-                work: "_Work | None" = None) -> Iterator[tuple]:
-        """Yield (start, Z float64, y, y~, Z in the compute dtype of ``work``) chunk by chunk
-        (y~ = y without ``prep``; the float64 Z without ``work`` or in float64). The arrays are
-        reused between chunks. With a thread ``pool`` the blocks of a chunk are filled in
-        parallel (each block has its own generator, so the draw is the same)."""
-        purpose = self._KIND[kind]
-        rows = _chunk_rows(chunk, self.block, self.d, self.p, n)
-        Zbuf, ebuf, ybuf = np.empty((rows, self.d)), np.empty(rows), np.empty(rows)
-        ytbuf = ybuf if prep is None else np.empty(rows)
-        Zcbuf = None if work is None or work.Z is None else work.Z
-        for start in range(0, n, rows):
-            m = min(rows, n - start)
-            jobs = [(purpose, step, (start + s) // self.block, Zbuf[s:e], ebuf[s:e], ybuf[s:e], prep,
-                     ytbuf[s:e], None if Zcbuf is None else Zcbuf[s:e]) for s, e in _blocks(m, self.block)]
-            if pool is None or len(jobs) == 1:
-                for job in jobs:
-                    self._fill(*job)
-            else:
-                for _ in pool.map(lambda job: self._fill(*job), jobs):
-                    pass
-            yield start, Zbuf[:m], ybuf[:m], ytbuf[:m], Zbuf[:m] if Zcbuf is None else Zcbuf[:m]
-
     def stream(self, kind: str, n: int, step: int = 0, chunk: int | None = None,
                pool: ThreadPoolExecutor | None = None) -> Iterator[tuple]:
         """Yield (start, Z (m x d float64), y (m,)) for a batch of n rows, ``chunk`` rows at a time
@@ -364,8 +351,20 @@ class GiantStepProblem:
         thread ``pool`` the random numbers and labels of the blocks of a chunk are computed in
         parallel (numpy releases the GIL; each block has its own generator, so the draw is the
         same)."""
-        for start, Z, y, _, _ in self._chunks(kind, n, step, chunk, pool):
-            yield start, Z, y
+        purpose = self._KIND[kind]
+        rows = _chunk_rows(chunk, self.block, self.d, self.p, n)
+        Zbuf, ebuf, ybuf = np.empty((rows, self.d)), np.empty(rows), np.empty(rows)
+        for start in range(0, n, rows):
+            m = min(rows, n - start)
+            jobs = [(purpose, step, (start + s) // self.block, Zbuf[s:e], ebuf[s:e], ybuf[s:e])
+                    for s, e in _blocks(m, self.block)]
+            if pool is None or len(jobs) == 1:
+                for job in jobs:
+                    self._fill(*job)
+            else:
+                for _ in pool.map(lambda job: self._fill(*job), jobs):
+                    pass
+            yield start, Zbuf[:m], ybuf[:m]
 
     def batch(self, kind: str, n: int, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The whole batch (Z, y) of a ``kind`` in {"gd", "ridge", "test"} (step t for "gd")."""
@@ -448,11 +447,14 @@ def make_problem(target, activation, d: int, p: int, *, seed: SeedLike = 0, a_in
 
 # =============================================================================== kernels
 class _Work:
-    """Chunk buffers in the compute dtype (allocated once per run)."""
+    """The compute dtype, the thread pool, the number of blocks in flight (``window``) and chunk
+    buffers of ``rows`` rows in the compute dtype (:func:`first_layer_gradient`; :func:`simulate`
+    needs none: its blocks have per-thread buffers, :func:`_reduce_blocks`)."""
 
-    def __init__(self, rows: int, d: int, p: int, dtype: np.dtype, pool=None):
+    def __init__(self, rows: int, d: int, p: int, dtype: np.dtype, pool=None, window: int = 1):
         self.dtype = dtype
         self.pool = pool
+        self.window = window
         self.Z = np.empty((rows, d), dtype) if dtype != np.float64 else None
         self.Zr = np.empty((rows, d), dtype)
         self.H = np.empty((rows, p), dtype)
@@ -529,60 +531,123 @@ def first_layer_gradient(W, a, Z, y, activation, *, dtype="float64", chunk: int 
     return G
 
 
-def _linear_part(problem: GiantStepProblem, kind: str, step: int, n: int, chunk,
-                 pool=None) -> tuple[float, np.ndarray]:
+def _apply_serial(act, H: np.ndarray, out: np.ndarray | None = None, derivative: bool = False) -> np.ndarray:
+    """sigma(H) (or sigma') into ``out`` (default: in place), in pieces below the size at which
+    :func:`asymptotics.functions.apply` starts its parallel Numba loop: the threads of
+    :func:`_reduce_blocks` never enter that loop together."""
+    out = H if out is None else out
+    src, dst = H.reshape(-1), out.reshape(-1)
+    for i in range(0, src.size, _SERIAL_PIECE):
+        functions.apply(act, src[i:i + _SERIAL_PIECE], out=dst[i:i + _SERIAL_PIECE], derivative=derivative)
+    return out
+
+
+def _reduce_blocks(problem, kind: str, step: int, n: int, prep, work: _Work, fn: Callable, add: Callable,
+                   buffers: tuple = ()) -> None:
+    """add(fn(Z, y~, Zc, *bufs)) for every block of a batch, ``add`` called in block order.
+
+    Each block is one job of the thread pool of ``work`` (or of the calling thread): it draws the
+    block's inputs Z (float64) and labels (y~ = y - A - Z B with ``prep``, else y), rounds Z to
+    the compute dtype (Zc) and runs ``fn`` with single-threaded BLAS, so the cores never wait for
+    each other between a drawing phase and a product phase. ``buffers`` ((columns, dtype) pairs)
+    are per-thread scratch arrays of ``block`` rows. At most ``work.window`` blocks are in flight
+    (bounded memory); the sums made by ``add`` in block order do not depend on the threads.
+    """
+    block, d = problem.block, problem.d
+    purpose = problem._KIND[kind]
+    local = threading.local()
+
+    def job(b: int):
+        m = min(n, (b + 1) * block) - b * block
+        if not hasattr(local, "arrays"):
+            local.arrays = (np.empty((block, d)), np.empty(block), np.empty(block),
+                            None if prep is None else np.empty(block),
+                            np.empty((block, d), work.dtype) if work.dtype != np.float64 else None,
+                            *(np.empty((block, cols), dt) for cols, dt in buffers))
+        Z, eps, y, yt, Zc, *bufs = (None if a is None else a[:m] for a in local.arrays)
+        problem._fill(purpose, step, b, Z, eps, y, prep, yt, Zc)
+        return fn(Z, y if prep is None else yt, Z if Zc is None else Zc, *bufs)
+
+    with threadpool_limits(1, user_api="blas"):
+        if work.pool is None:
+            for b in range(-(-n // block)):
+                add(job(b))
+            return
+        pending: deque = deque()
+        for b in range(-(-n // block)):
+            pending.append(work.pool.submit(job, b))
+            if len(pending) >= work.window:
+                add(pending.popleft().result())
+        while pending:
+            add(pending.popleft().result())
+
+
+class _Sum:
+    """Running sums of a tuple of arrays/floats, added in the order given (see :func:`_reduce_blocks`)."""
+
+    def __init__(self, *zeros):
+        self.values = list(zeros)
+
+    def __call__(self, parts) -> None:
+        for i, part in enumerate(parts):
+            self.values[i] = self.values[i] + part if np.isscalar(self.values[i]) else \
+                np.add(self.values[i], part, out=self.values[i])
+
+
+def _linear_part(problem: GiantStepProblem, kind: str, step: int, n: int, work: _Work) -> tuple[float, np.ndarray]:
     """A = mean(y), B = Z^T y / n on a batch (the notebook's first-Hermite estimates)."""
-    sy = 0.0
-    B = np.zeros(problem.d)
-    for _, Z, y in problem.stream(kind, n, step, chunk, pool):
-        for s, e in _blocks(len(y), problem.block):
-            sy += float(np.sum(y[s:e]))
-            B += Z[s:e].T @ y[s:e]
-    return sy / n, B / n
+    acc = _Sum(0.0, np.zeros(problem.d))
+    _reduce_blocks(problem, kind, step, n, None, work, lambda Z, y, Zc: (float(np.sum(y)), Z.T @ y), acc)
+    return acc.values[0] / n, acc.values[1] / n
 
 
-def _gd_step(problem, W, step, n, prep, work, chunk) -> np.ndarray:
-    act, block = problem.activation, problem.block
-    Wc_t = W.astype(work.dtype).T
-    a_s = (problem.a0 / math.sqrt(problem.p)).astype(work.dtype)
-    G = np.zeros((problem.p, problem.d))
-    for _, _, _, yt, Zc in problem._chunks("gd", n, step, chunk, work.pool, prep, work):
-        _gradient_chunk(act, Wc_t, a_s, Zc, yt, work, G, block)
-    G *= (problem.a0 / math.sqrt(problem.p))[:, None] / n
+def _gd_step(problem, W, step, n, prep, work) -> np.ndarray:
+    """G = -grad_W L on a gradient batch: per block H = Z W^T, r = y~ - sigma(H) a0/sqrt(p), and
+    sigma'(H)^T (r * Z) summed over blocks, then scaled by a0/(sqrt(p) n) row by row."""
+    act, p, dt = problem.activation, problem.p, work.dtype
+    Wc_t = W.astype(dt).T
+    a_s = (problem.a0 / math.sqrt(p)).astype(dt)
+
+    def block_gradient(Z, yt, Zc, H, S):
+        np.matmul(Zc, Wc_t, out=H)
+        r = (yt - _apply_serial(act, H, out=S) @ a_s).astype(dt, copy=False)
+        Zr = np.multiply(Zc, r[:, None], out=Zc)  # Zc is this block's own buffer
+        return (_apply_serial(act, H, derivative=True).T @ Zr,)
+
+    acc = _Sum(np.zeros((p, problem.d)))
+    _reduce_blocks(problem, "gd", step, n, prep, work, block_gradient, acc, ((p, dt), (p, dt)))
+    G = acc.values[0]
+    G *= (problem.a0 / math.sqrt(p))[:, None] / n
     return G
 
 
-def _gram(problem, W, kind, step, n, prep, work, chunk):
+def _gram(problem, W, kind, step, n, prep, work):
     """K = F^T F, b = F^T y~, sum y~^2 over a readout batch (block by block, float64)."""
-    act, block = problem.activation, problem.block
-    Wc_t = W.astype(work.dtype).T
-    K = np.zeros((problem.p, problem.p))
-    b = np.zeros(problem.p)
-    sy2 = 0.0
-    for _, _, _, yt, Zc in problem._chunks(kind, n, step, chunk, work.pool, prep, work):
-        m = len(yt)
-        F = _forward(act, Zc, Wc_t, work.H[:m], block, apply=True)
-        yc = yt.astype(work.dtype, copy=False)
-        for s, e in _blocks(m, block):
-            Fb = F[s:e]
-            K += Fb.T @ Fb  # SYRK (numpy detects the transposed self-product)
-            b += Fb.T @ yc[s:e]
-            sy2 += float(yt[s:e] @ yt[s:e])
-    return K, b, sy2
+    act, p, dt = problem.activation, problem.p, work.dtype
+    Wc_t = W.astype(dt).T
+
+    def block_gram(Z, yt, Zc, H):
+        F = _apply_serial(act, np.matmul(Zc, Wc_t, out=H))
+        return F.T @ F, F.T @ yt.astype(dt, copy=False), float(yt @ yt)  # F^T F: SYRK
+
+    acc = _Sum(np.zeros((p, p)), np.zeros(p), 0.0)
+    _reduce_blocks(problem, kind, step, n, prep, work, block_gram, acc, ((p, dt),))
+    return tuple(acc.values)
 
 
-def _test_errors(problem, W, theta, prep, n_test, work, chunk) -> np.ndarray:
-    act, block = problem.activation, problem.block
-    Wc_t = W.astype(work.dtype).T
-    th = theta.astype(work.dtype)
-    total = np.zeros(theta.shape[1])
-    for _, _, _, yt, Zc in problem._chunks("test", n_test, 0, chunk, work.pool, prep, work):
-        m = len(yt)
-        F = _forward(act, Zc, Wc_t, work.H[:m], block, apply=True)
-        for s, e in _blocks(m, block):
-            res = yt[s:e, None] - (F[s:e] @ th)
-            total += np.einsum("ij,ij->j", res, res)
-    return total / n_test
+def _test_errors(problem, W, theta, prep, n_test, work) -> np.ndarray:
+    """Mean (y~ - F theta)^2 per lambda over the test batch (y~ = y - A - Z B with ``prep``)."""
+    act, dt = problem.activation, work.dtype
+    Wc_t = W.astype(dt).T
+    th = theta.astype(dt)
+
+    def block_errors(Z, yt, Zc, H):
+        res = yt[:, None] - _apply_serial(act, np.matmul(Zc, Wc_t, out=H)) @ th
+        return (np.einsum("ij,ij->j", res, res),)
+
+    acc = _Sum(np.zeros(theta.shape[1]))
+    _reduce_blocks(problem, "test", 0, n_test, prep, work, block_errors, acc, ((problem.p, dt),))
+    return acc.values[0] / n_test
 
 
 # =============================================================================== overlaps
@@ -623,7 +688,7 @@ def _overlap(step, W, W_star, G=None) -> StepOverlap:
     return StepOverlap(step, float(cos.mean()), cos, R, R.T @ R / R.shape[0], g_R, g_mean)
 
 
-def _first_layer(problem, steps, eta, n, preprocess, work, rows):
+def _first_layer(problem, steps, eta, n, preprocess, work):
     """The T gradient steps, each on a fresh batch: (W_T, overlaps after 0..T steps, (A, B)).
     The state after a step is checkpointed (:mod:`simulations.checkpoint`) and resumed from."""
     W = problem.W0.copy()
@@ -635,8 +700,8 @@ def _first_layer(problem, steps, eta, n, preprocess, work, rows):
         first, overlaps, prep = saved["t"], saved["overlaps"], saved["prep"]
         W[...] = saved["W"]
     for t in range(first, steps):
-        prep = _linear_part(problem, "gd", t, n, rows, work.pool) if preprocess else None
-        G = _gd_step(problem, W, t, n, prep, work, rows)
+        prep = _linear_part(problem, "gd", t, n, work) if preprocess else None
+        G = _gd_step(problem, W, t, n, prep, work)
         W += eta * G
         overlaps.append(_overlap(t + 1, W, problem.W_star, G))
         seg.save_if_due(lambda: {"t": t + 1, "W": W, "overlaps": overlaps, "prep": prep})
@@ -732,16 +797,16 @@ def simulate(target, activation, d: int, p: int, n: int, steps: int, eta, lam, n
     w_init : "gauss" (rows N(0, I/d)) | "sphere" | (p, d) array.
     W_star : (k, d) array with orthonormal rows (default: Haar-random from the seed).
     dtype : "float64" (default) or "float32" compute precision.
-    chunk : rows per compute chunk (rounded down to a multiple of ``block``; default about
-        8e6 / max(d, p) rows). Never changes the result.
+    chunk : rows whose blocks may be in flight at once (at least 2 ``threads`` blocks; default
+        about 8e6 / max(d, p) rows): bounds the memory. Never changes the result.
     block : rows per random-number block (default :data:`BLOCK`; changes the draw).
     prep_estimate : "gradient" (default) | "ridge": batch on which the readout's (A, B) are
         estimated.
     eta_c : prefactor of a learning-rate rule.
     forced_signs : with a_init="pm1", force a0[:m] > 0 and a0[m:2m] < 0.
     return_weights : also return W (after the steps), a0, W*.
-    threads : threads drawing the random blocks of a chunk in parallel (default: the current
-        BLAS thread limit). Never changes the result.
+    threads : threads computing the blocks in parallel, each with single-threaded BLAS
+        (default: the current BLAS thread limit). Never changes the result.
 
     Returns
     -------
@@ -752,10 +817,10 @@ def simulate(target, activation, d: int, p: int, n: int, steps: int, eta, lam, n
     problem = make_problem(target, activation, run.d, run.p, seed=seed, a_init=a_init, **run.problem_options)
     threads = _blas_threads() if run.threads is None else run.threads
     rows = _chunk_rows(run.chunk, problem.block, run.d, run.p, max(run.n, run.n_ridge, run.n_test), threads)
-    pool = ThreadPoolExecutor(threads) if threads > 1 and rows > problem.block else None
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
-        work = _Work(rows, run.d, run.p, run.dtype, pool)
-        out = _algorithm_1(problem, run, work, rows)
+        work = _Work(0, run.d, run.p, run.dtype, pool, window=max(2 * threads, rows // problem.block))
+        out = _algorithm_1(problem, run, work)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -835,22 +900,22 @@ def _check_run(d, p, n, steps, eta, lam, n_test, preprocess, options: dict) -> _
                 problem_options)
 
 
-def _algorithm_1(problem: GiantStepProblem, run: _Run, work: _Work, rows: int):
+def _algorithm_1(problem: GiantStepProblem, run: _Run, work: _Work):
     """The T steps, the readout θ(λ) = (K/n_ridge + λ)⁻¹ b/n_ridge on its batch, the test errors.
 
     Returns (W_T, overlaps, (A, B) or None, θ (p, L), training errors (L,), test errors (L,)).
     """
-    W, overlaps, prep = _first_layer(problem, run.steps, run.eta, run.n, run.preprocess, work, rows)
+    W, overlaps, prep = _first_layer(problem, run.steps, run.eta, run.n, run.preprocess, work)
     # readout batch: with reuse_batch the last gradient batch IS the readout batch (its (A, B) are kept)
     kind, rstep = ("gd", run.steps - 1) if run.reuse and run.steps >= 1 else ("ridge", 0)
     if run.preprocess and (run.steps == 0 or (kind == "ridge" and run.prep_estimate == "ridge")):
-        prep = _linear_part(problem, kind, rstep, run.n_ridge, rows, work.pool)
-    K, b, sy2 = _gram(problem, W, kind, rstep, run.n_ridge, prep, work, rows)
+        prep = _linear_part(problem, kind, rstep, run.n_ridge, work)
+    K, b, sy2 = _gram(problem, W, kind, rstep, run.n_ridge, prep, work)
     m = run.n_ridge
     # a short grid of λ > 0: one Cholesky solve each (~20x cheaper than the eigendecomposition)
     method = "cholesky" if len(run.lams) <= _CHOLESKY_MAX_LAMS else "eigh"
     theta, train = ridge_from_gram(K / m, b / m, run.lams, sy2 / m, n=m, method=method)
-    test = _test_errors(problem, W, theta, prep, run.n_test, work, rows)
+    test = _test_errors(problem, W, theta, prep, run.n_test, work)
     return W, overlaps, prep, theta, train, test
 
 

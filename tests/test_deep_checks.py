@@ -41,3 +41,22 @@ def test_learning_curves_have_simulated_points_on_both_sides_of_the_peak():
         assert (near < p).sum() >= 2 and (near > p).sum() >= 2
         assert set(peak_ns(p)) <= set(ns)
     assert not (np.abs(_sim_ns(200, 0.15, 5, 8, peak=False) - 200) <= 0.05 * 200).any()
+
+
+def test_finite_size_check_on_the_linearisation_error_of_a_small_setting():
+    """The setting of deep-rf-finite-size (two tanh layers, d = p/2, linear teacher, n = 2p,
+    λ = 0.01) at p = 64, 128, 256, three weight draws each: the every-order kernel lowers the
+    linearised error by a relative amount that decays with p (slope in (−2.5, −0.5); ≈ −1.2 over
+    100 … 800 in the experiment), and the check fails on the same gaps with the decay removed."""
+    from asymptotics.experiments.deep import kernel_theory_model, network_spec, theory_model
+
+    widths = np.array([64, 128, 256], float)
+    gaps = np.array([[float(kernel_theory_model(s).ridge(2.0 * p, 0.01).test_error)
+                      / float(theory_model(s).ridge(2.0 * p, 0.01).test_error) - 1.0
+                      for s in (network_spec(int(p) // 2, [int(p)] * 2, ["tanh"] * 2, seed=k) for k in (1, 2, 3))]
+                     for p in widths])
+    mean, se = gaps.mean(1), gaps.std(1, ddof=1) / np.sqrt(3)
+    assert np.all(mean < 0)
+    fit, check = finite_size_check("gap", widths, mean, se)
+    assert check.passed and -2.5 < fit.exponent < -0.5
+    assert not finite_size_check("gap × p", widths, mean * widths, se * widths)[1].passed

@@ -135,6 +135,9 @@ def test_estimate_honours_seeds_options_and_workers(calibration_dir):
     par = experiments.estimate("ridge-isotropic", size="quick", seeds=4, backend="processes", workers=2,
                                figure=False)
     assert par["workers"] == min(2, cost._cores()) and par["tasks"] == more["tasks"]
+    remote = experiments.estimate("ridge-isotropic", size="quick", seeds=4, backend="dask", workers=64,
+                                  scheduler="tcp://127.0.0.1:1", figure=False)  # not contacted
+    assert remote["workers"] == 64 and remote["tasks"] == more["tasks"]
     sweep_serial = more["wall_seconds"] - more["other_seconds"]
     sweep_par = par["wall_seconds"] - par["other_seconds"] - cost.calibrate(pool=True).pool_start_s
     assert sweep_serial / par["workers"] * (1 - 1e-9) <= sweep_par <= sweep_serial * (1 + 1e-9)

@@ -145,7 +145,8 @@ class PlanningSweeper(Sweeper):
     parameter points, seeds) in ``calls`` and returns placeholder results of the right keys and
     shapes (:func:`simulations.cost.placeholder`), so that the experiment function runs to its
     end (its theory included) without simulating, writing outputs or touching a cache.
-    ``placeholder_s`` is the time spent making placeholders (not part of the experiment's own time)."""
+    ``placeholder_s`` is the (busy) time spent planning and making placeholders, not part of the
+    experiment's own time."""
 
     def __init__(self, experiment: str, config: SweepConfig):
         super().__init__(experiment=experiment, config=config)
@@ -153,16 +154,19 @@ class PlanningSweeper(Sweeper):
         self.placeholder_s = 0.0
 
     def __call__(self, fn, params: Sequence, seeds: int | None = None, paired: Sequence[str] = ()) -> list[list]:
-        from simulations.cost import PlannedCall, cached_tasks, placeholder
+        from simulations.cost import PlannedCall, busy_seconds, cached_tasks, placeholder
 
         seeds = self.seeds if seeds is None else seeds
         params = tuple(params)
-        cached = cached_tasks(fn, params, seeds, experiment=self.experiment, config=self.config)
-        t0 = time.perf_counter()
-        self.calls.append(PlannedCall(fn, params, int(seeds), cached))
-        out = [[placeholder(fn, spec, s) for s in range(seeds)] for spec in params]
+
+        def record():
+            cached = cached_tasks(fn, params, seeds, experiment=self.experiment, config=self.config)
+            self.calls.append(PlannedCall(fn, params, int(seeds), cached))
+            return [[placeholder(fn, spec, s) for s in range(seeds)] for spec in params]
+
+        out, busy = busy_seconds(record)  # measured as the planning is: see estimate()
         self.stats.total += len(params) * seeds
-        self.placeholder_s += time.perf_counter() - t0
+        self.placeholder_s += busy
         return out
 
 
@@ -308,13 +312,14 @@ def run(name: str, *, quick: bool = False, size: str | None = None, out="results
 
 
 def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: int | None = None, seed: int = 0,
-             backend: str = "serial", workers: int | None = None, cache=None, data=None, options: dict | None = None,
-             figure: bool = True) -> dict:
+             backend: str = "serial", workers: int | None = None, scheduler: str | None = None, cache=None, data=None,
+             options: dict | None = None, figure: bool = True) -> dict:
     """The cost of ``run(name, ...)`` without running its sweep (``asymptotics reproduce NAME
     --estimate``): the experiment function runs with a :class:`PlanningSweeper` (its theory is
     computed, its tasks only recorded; with ``figure`` the figure is drawn in memory, as a run
     does), then :func:`simulations.cost.estimate` predicts the tasks' cost from the calibrated
-    cost models; tasks whose results are already in ``cache`` cost nothing (``cached_tasks``).
+    cost models; tasks whose results are already in ``cache`` cost nothing (``cached_tasks``); with a
+    dask ``scheduler`` (not contacted) ``workers`` counts the cluster's workers.
     Nothing is written but the calibration cache. Returns a dict with ``tasks``,
     ``core_hours``, ``peak_memory_bytes``, ``wall_seconds`` (for ``backend`` and ``workers``),
     ``other_seconds`` (the experiment's own time, measured here), ``by_task`` and ``calibration``.
@@ -327,7 +332,8 @@ def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: 
     if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
         raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
     try:
-        config = SweepConfig(backend=backend, workers=workers, cache=cache, seeds=n_seeds, root_seed=seed, quiet=True)
+        config = SweepConfig(backend=backend, workers=workers, cache=cache, scheduler=scheduler, seeds=n_seeds,
+                             root_seed=seed, quiet=True)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from None
     kwargs = _experiment_kwargs(exp, data, options)
@@ -344,7 +350,7 @@ def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: 
 
     other = max(0.0, busy_seconds(plan)[1] - planner.placeholder_s)
     out = cost_estimate(planner.calls, backend=backend, workers=config.n_workers if workers is None else workers,
-                        other_seconds=other)
+                        other_seconds=other, remote=scheduler is not None)
     return {"experiment": name, "size": str(size), "seeds": config.seeds, **out}
 
 

@@ -18,9 +18,9 @@ from simulations.deep import DeepFeaturesSpec, DeepMomentsSpec, build_network, d
 
 from ..compare import Panel, SeedStack, Series
 from ..conventions import PROJECT_CONVENTION, lam_from_sum_loss
-from ..deep import feature_mean, linearized_covariances
+from ..deep import feature_mean, kernel_covariances, linearized_covariances
 from ..ridge import GaussianCovariateModel
-from ..verdict import interval_check, power_law_fit, sign_check
+from ..verdict import bound_check, interval_check, power_law_fit, sign_check
 from . import ExperimentOutput, Size, Sweeper, expected_numerics, peak_ns, register
 
 
@@ -157,11 +157,11 @@ def deep_rf_teachers(size: Size, sweep: Sweeper) -> ExperimentOutput:
 
 
 def finite_size_check(key: str, widths, deviation, deviation_se):
-    """The fitted power law |mean − theory|/theory ∝ p^a (errors: the relative standard error of
-    the simulated mean) and the check that a < 0 (95 % interval entirely below 0)."""
-    fit = power_law_fit(widths, deviation, deviation_se)
-    return fit, sign_check(f"{key}: deviation decays with p", fit.exponent, fit.se, fit.interval,
-                           prediction="log-log slope of |mean − theory|/theory vs p < 0 (95 % interval below 0)")
+    """The fitted power law |deviation| ∝ p^a (errors: ``deviation_se``, delta method) and the check
+    that a < 0 (95 % interval entirely below 0)."""
+    fit = power_law_fit(widths, np.abs(deviation), deviation_se)
+    return fit, sign_check(f"{key}: decays with p", fit.exponent, fit.se, fit.interval,
+                           prediction="log-log slope of the relative deviation vs p < 0 (95 % interval below 0)")
 
 
 def estimate_rate_check(n_samples, error, error_se):
@@ -173,62 +173,123 @@ def estimate_rate_check(n_samples, error, error_se):
                                                         "−1/2 inside the 95 % interval (Monte-Carlo rate)")
 
 
-@register("deep-rf-finite-size", "Theory–simulation deviation at fixed n/p and λ as the widths grow; "
-          "log-log slope", quick_seeds=16, full_seeds=32)
+#: (n/p, λ) of deep-rf-finite-size: both sides of the interpolation peak n = p, two λ; the first is
+#: the setting of the fitted rate.
+FINITE_SIZE_SETTINGS = ((2.0, 0.01), (2.0, 0.1), (0.5, 0.01), (0.5, 0.1))
+
+
+def kernel_theory_model(spec: dict) -> GaussianCovariateModel:
+    """The Gaussian-covariate model of a network spec with every Hermite order kept
+    (:func:`asymptotics.deep.kernel_covariances`, linear teacher), same realised weights."""
+    weights, acts, teacher = build_network(spec)
+    if not teacher.is_linear:
+        raise ValueError("kernel_theory_model: the network spec must have a linear teacher")
+    omega, phi, psi = kernel_covariances(weights, acts)
+    return GaussianCovariateModel.from_teacher(omega, phi, psi, teacher.theta, teacher.noise)
+
+
+def _finite_size_draw(sweep: Sweeper, p: int, draw: int) -> dict:
+    """One weight draw at width p (d = p/2, two tanh layers, linear teacher): per setting, the
+    simulated mean and its standard error (n_test = 4p) and both theories, as arrays over settings."""
+    spec = network_spec(p // 2, [p, p], ["tanh", "tanh"], seed=draw)
+    ratios = sorted({r for r, _ in FINITE_SIZE_SETTINGS})
+    lams = sorted({lam for _, lam in FINITE_SIZE_SETTINGS})
+    stack = simulated_test_errors(sweep, spec, [int(r * p) for r in ratios], lams, 4 * p)
+    idx = [(ratios.index(r), lams.index(lam)) for r, lam in FINITE_SIZE_SETTINGS]
+    out = {"mean": np.array([stack.mean[i, j] for i, j in idx]), "se": np.array([stack.sem[i, j] for i, j in idx])}
+    for key, model in (("linearised", theory_model(spec)), ("kernel", kernel_theory_model(spec))):
+        out[key] = np.array([float(model.ridge(r * p, lam).test_error) for r, lam in FINITE_SIZE_SETTINGS])
+    return out
+
+
+def _pool_draws(draws: list[dict]) -> dict:
+    """Relative deviations pooled over K weight draws (each relative to its own linearised theory):
+    D = mean (sim − lin)/lin with SE √(Σ se²/lin²)/K; G = mean (kernel − lin)/lin, the predicted
+    finite-width correction, with the standard error of the mean over draws."""
+    lin = np.array([d["linearised"] for d in draws])
+    sim, se, kernel = (np.array([d[key] for d in draws]) / lin for key in ("mean", "se", "kernel"))
+    k = len(draws)
+    gap = kernel - 1.0
+    return {"dev": (sim - 1.0).mean(0), "dev_se": np.sqrt(np.sum(se**2, 0)) / k,
+            "gap": gap.mean(0), "gap_se": gap.std(0, ddof=1) / np.sqrt(k) if k > 1 else np.full(gap.shape[1], np.nan)}
+
+
+def _finite_size_series(w: np.ndarray, pooled: dict, draws: np.ndarray, seeds: int, fit) -> list[Series]:
+    """Series of the three panels: simulation / linearised theory vs every order / linearised, deviation/SE for
+    both theories, and the linearisation's error with its fitted power law. A pooled deviation is
+    written as its standard error times √S_min (S_min: the fewest seeds pooled at any width), with
+    S_min as its number of seeds, so that the agreement z-score is (deviation − correction)/SE."""
+    series, s_min = [], int(np.min(draws)) * seeds
+    for j, (ratio, lam) in enumerate(FINITE_SIZE_SETTINGS):
+        name, colour = f"n/p = {ratio:g}, λ = {lam:g}", f"C{j}"
+        dev, se, gap = pooled["dev"][:, j], pooled["dev_se"][:, j], pooled["gap"][:, j]
+        series.append(Series(panel="deviation", name=name, theory_x=w, theory_y=1 + gap, sim_x=w, sim_mean=1 + dev,
+                             sim_std=se * np.sqrt(s_min), n_seeds=s_min, theory_at_sim=1 + gap,
+                             style={"color": colour}))
+        series.append(Series(panel="deviation/SE", name=f"{name}: linearised", sim_x=w, sim_mean=dev / se,
+                             sim_std=np.zeros_like(w), n_seeds=s_min, style={"marker": "o", "color": colour}))
+        series.append(Series(panel="deviation/SE", name=f"{name}: every Hermite order", sim_x=w,
+                             sim_mean=(dev - gap) / se, sim_std=np.zeros_like(w), n_seeds=s_min,
+                             style={"marker": "x", "color": colour}))
+    for z in (-3.0, 3.0):
+        series.append(Series(panel="deviation/SE", name="±3 standard errors" if z > 0 else "", theory_x=w,
+                             theory_y=np.full_like(w, z), style={"ls": ":", "color": "0.4"}))
+    ratio, lam = FINITE_SIZE_SETTINGS[0]
+    g, gse = np.abs(pooled["gap"][:, 0]), pooled["gap_se"][:, 0]
+    series.append(Series(panel="linearisation error", name=f"|kernel − linearised| / linearised, n/p = {ratio:g}, "
+                         f"λ = {lam:g} (± std over weight draws)", sim_x=w, sim_mean=100 * g,
+                         sim_std=100 * gse * np.sqrt(draws), n_seeds=int(np.min(draws))))
+    series.append(Series(panel="linearisation error", name=f"fitted slope {fit.exponent:.2f} "
+                         f"[{fit.interval[0]:.2f}, {fit.interval[1]:.2f}]", theory_x=w,
+                         theory_y=100 * fit.prefactor * w ** fit.exponent, style={"ls": "--", "color": "0.3"}))
+    return series
+
+
+@register("deep-rf-finite-size", "Finite-width deviation of the linearised deep random-features theory: "
+          "simulation vs the linearisation and vs every Hermite order, and the rate of the linearisation's "
+          "error", quick_seeds=8, full_seeds=64, medium_seeds=32)
 def deep_rf_finite_size(size: Size, sweep: Sweeper) -> ExperimentOutput:
-    """Checks (tolerance fixed before the run): for each theory variant, the exponent of
-    |mean − theory|/theory ∝ p^a fitted by :func:`asymptotics.verdict.power_law_fit` (weights from
-    the standard error of the simulated mean, delta method) must be negative — its 95 % interval
-    lies entirely below 0 (:func:`~asymptotics.verdict.sign_check`)."""
-    quick = size.quick
-    widths = [100, 200, 400, 800] if quick else [100, 200, 400, 800, 1600, 3200]
-    lam, ratio = 0.01, 2.0
-    keys = {"per-neuron variances": True, "mean variance": False}
-    dev = {k: [] for k in keys}
-    rel_se = {k: [] for k in keys}  # standard error of the simulated mean, relative to each theory
-    for p in widths:
-        spec = network_spec(p // 2, [p, p], ["tanh", "tanh"])
-        n = int(ratio * p)
-        sim = simulated_test_errors(sweep, spec, [n], [lam], 4 * p)
-        for key, per in keys.items():
-            t = float(theory_model(spec, per_neuron=per).ridge(float(n), lam).test_error)
-            dev[key].append(abs(sim.mean[0, 0] - t) / t)
-            rel_se[key].append(float(sim.sem[0, 0] / t))
+    """Two tanh layers of width p, d = p/2, linear teacher (σ = 0.1), n/p ∈ {2, 0.5}, λ ∈ {0.01, 0.1};
+    several weight draws per width (seeds of the sweep per draw). Theories on each realised network:
+    the per-neuron linearisation and :func:`asymptotics.deep.kernel_covariances` (every Hermite order).
+
+    Checks (tolerances fixed before the run): (1) the pooled point-wise check of the simulated
+    deviation (sim − lin)/lin against the predicted correction (kernel − lin)/lin, i.e. simulation
+    vs the every-order theory; (2) the log-log slope of |kernel − lin|/lin at n/p = 2, λ = 0.01
+    (:func:`asymptotics.verdict.power_law_fit`, errors over weight draws) is negative, its 95 %
+    interval below 0; (3) at the smallest width the simulation sits below the linearised theory
+    (n/p = 2, λ = 0.01) by more than 1.645 standard errors (the linearisation's error is resolved)."""
+    widths = size.pick(quick=[100, 200, 300], medium=[100, 200, 400, 800], full=[100, 200, 400, 800, 1600])
+    draws = size.pick(quick=[2, 2, 2], medium=[8, 4, 2, 2], full=[8, 4, 2, 2, 2])
+    per_width = [[_finite_size_draw(sweep, p, 1 + k) for k in range(m)] for p, m in zip(widths, draws)]
+    per_width = [_pool_draws(ds) for ds in per_width]
+    pooled = {key: np.array([pw[key] for pw in per_width]) for key in ("dev", "dev_se", "gap", "gap_se")}
     w = np.array(widths, dtype=float)
-    series, slopes, fits, checks = [], {}, {}, []
-    for key in keys:
-        v, se = np.array(dev[key]), np.array(rel_se[key])
-        fit, check = finite_size_check(key, w, v, se)
-        slopes[key] = fit.exponent
-        fits[key] = {"exponent": fit.exponent, "se": fit.se, "interval": list(fit.interval),
-                     "prefactor": fit.prefactor}
-        label = f"{key}: slope {fit.exponent:.2f} [{fit.interval[0]:.2f}, {fit.interval[1]:.2f}]"
-        series.append(Series(panel="deviation", name=label, sim_x=w, sim_mean=v, sim_std=se,
-                             n_seeds=sweep.seeds, theory_x=w, theory_y=fit.prefactor * w ** fit.exponent,
-                             style={"ls": "--"}))
-        series.append(Series(panel="deviation/SE", name=key, sim_x=w, sim_mean=v / se, sim_std=np.zeros_like(v),
-                             n_seeds=sweep.seeds, theory_x=w, theory_y=fit.prefactor * w ** fit.exponent / se,
-                             style={"ls": "--", "label": f"{key} (fitted slope, over SE)"}))
-        checks.append(check)
-    print("deep-rf-finite-size: log-log slope of |simulation − theory|/theory vs p: "
-          + ", ".join(f"{k}: {f['exponent']:.2f} [{f['interval'][0]:.2f}, {f['interval'][1]:.2f}]"
-                      for k, f in fits.items()))
-    series.append(Series(panel="deviation/SE", name="one standard error", theory_x=w, theory_y=np.ones_like(w),
-                         style={"ls": ":", "color": "0.4"}))
-    panels = [Panel("deviation", "p (width of both layers, d = p/2)", "|mean − theory| / theory",
-                    title=f"n/p = {ratio:g}, λ = {lam:g}, 2-layer tanh (± SE, fitted power law)"),
-              Panel("deviation/SE", "p (width of both layers, d = p/2)", "|mean − theory| / SE", yscale="linear",
-                    title="deviation in standard errors of the simulated mean")]
-    return ExperimentOutput(panels, series,
-                            parameters={"widths": widths, "lam": lam, "n_over_p": ratio, "d_over_p": 0.5,
-                                        "lambda_convention": LAMBDA_CONVENTION,
-                                        "tolerance": "95 % interval of the fitted log-log slope below 0"},
-                            title="Finite-size deviation of the deep random-features theory",
-                            notes={"loglog_slopes": slopes, "power_law_fits": fits, "relative_deviation": dev,
-                                   "relative_standard_error": rel_se,
-                                   "caveat": "once the deviation reaches the standard error the slope "
-                                             "flattens: more seeds are needed at large p"},
-                            checks=checks)
+    ratio, lam = FINITE_SIZE_SETTINGS[0]
+    fit, rate = finite_size_check(f"|kernel − linearised|/linearised at n/p = {ratio:g}, λ = {lam:g}", w,
+                                  pooled["gap"][:, 0], pooled["gap_se"][:, 0])
+    resolved = bound_check(f"simulation below the linearised theory at p = {widths[0]}, n/p = {ratio:g}, λ = {lam:g}",
+                           pooled["dev"][0, 0], pooled["dev_se"][0, 0], 0.0, side="below", margin=1.645,
+                           prediction="(sim − lin)/lin < 0 by more than 1.645 standard errors")
+    print(f"deep-rf-finite-size: |kernel − linearised|/linearised ∝ p^{fit.exponent:.2f} "
+          f"[{fit.interval[0]:.2f}, {fit.interval[1]:.2f}] (n/p = {ratio:g}, λ = {lam:g})")
+    panels = [Panel("deviation", "p (width of both layers, d = p/2)", "ratio to the linearised theory",
+                    yscale="linear", title="simulation (points, bars: std over seeds), every Hermite order (lines)"),
+              Panel("deviation/SE", "p (width of both layers, d = p/2)", "(simulation − theory) / SE", yscale="linear",
+                    title="deviation in standard errors: o linearised, x every Hermite order"),
+              Panel("linearisation error", "p (width of both layers, d = p/2)", "|kernel − linearised| / linearised  [%]",
+                    title="the linearisation's finite-width error, fitted power law")]
+    notes = {"settings": [list(s) for s in FINITE_SIZE_SETTINGS], "widths": widths, "weight_draws": draws,
+             "seeds_per_draw": sweep.seeds, **{k: v.tolist() for k, v in pooled.items()},
+             "linearisation_error_fit": {"exponent": fit.exponent, "se": fit.se, "interval": list(fit.interval),
+                                         "prefactor": fit.prefactor},
+             "units": "relative (fractions); dev = (sim − lin)/lin, gap = (kernel − lin)/lin, per width × setting"}
+    return ExperimentOutput(panels, _finite_size_series(w, pooled, np.array(draws), sweep.seeds, fit),
+                            parameters={"widths": widths, "weight_draws": draws, "d_over_p": 0.5,
+                                        "settings_n_over_p_lambda": [list(s) for s in FINITE_SIZE_SETTINGS],
+                                        "n_test": "4p", "lambda_convention": LAMBDA_CONVENTION},
+                            title="Finite-width deviation of the deep random-features theory",
+                            notes=notes, checks=[rate, resolved])
 
 
 def _estimated_moment_errors(sweep: Sweeper, spec: dict, model, n_covs, n_grid, lam) -> tuple[dict, list]:
