@@ -32,8 +32,9 @@ The notebook does more (Z W0ᵀ twice, the p × n product of the ridge, an expli
 extra flops count as overhead, not as work. Peak memory: numpy's allocations as traced by
 ``tracemalloc`` during the run (numpy reports its buffers to it).
 
-Run: ``python benchmarks/bench_giant_step.py`` (the three points, one seed each; about 3 minutes
-on 2 cores, the notebook's largest point needs ≈ 10 GB), ``--points 0 1`` for a subset,
+Run: ``python benchmarks/bench_giant_step.py`` (the three points, one seed each; 7 minutes on 2
+cores shared with other jobs, most of it the notebook's largest point, which needs 10.4 GB of
+memory), ``--points 0 1`` for a subset,
 ``--small`` for a quick check (d = 128, p = 256, n_test = 10⁴ at the same κ).
 """
 from __future__ import annotations
