@@ -39,15 +39,17 @@ def test_structure_of_the_recursion(act, depth, seed, per_neuron):
     # rows of unequal norms, so that per-neuron κ's differ from neuron to neuron
     widths = [20] + [25] * depth
     ws = [w * np.linspace(0.5, 1.5, w.shape[0])[:, None] for w in weights(widths, seed)]
-    omega, phi, psi = linearized_covariances(ws, act, per_neuron=per_neuron)
-    # the last layer, written out: Ω = diag(κ1) C diag(κ1) + diag(κ*²), C = W Ω_prev Wᵀ, with κ's
+    omega, phi, psi = linearized_covariances(ws, act, per_neuron=per_neuron, second_order=False)
+    # the first-order recursion (E-Ω) (second_order=False; (E-2) is tested in test_deep_uncentred.py)
+    # of the last layer, written out: Ω = diag(κ1) C diag(κ1) + diag(κ*²), C = W Ω_prev Wᵀ, with κ's
     # at each neuron's variance C_ii (per_neuron) or at Tr C/p and at its mean m = W μ_prev (the
     # previous layer's exact mean, zero for odd activations); an exchanged index or a missing
     # factor breaks the equality (and the symmetry, which is not imposed afterwards: per neuron it
     # holds to rounding only, κ1_i C_ij κ1_j and κ1_j C_ji κ1_i being rounded in another order)
     pre = ws[-1] @ _previous(ws, act, per_neuron) @ ws[-1].T
     r = np.diag(pre) if per_neuron else np.full(pre.shape[0], np.trace(pre) / pre.shape[0])
-    mean = ws[-1] @ (feature_mean(ws[:-1], act, per_neuron=per_neuron) if len(ws) > 1 else np.zeros(20))
+    prev_mean = feature_mean(ws[:-1], act, per_neuron=per_neuron, second_order=False) if len(ws) > 1 else np.zeros(20)
+    mean = ws[-1] @ prev_mean
     _, k1, ks = (np.asarray(x, dtype=float) for x in gaussian.kappas(act, r, mean=mean))
     expected = k1[:, None] * pre * k1[None, :] + np.diag(ks**2)
     np.testing.assert_allclose(omega, expected, rtol=1e-10, atol=1e-13 * np.abs(expected).max())
@@ -69,13 +71,13 @@ def test_structure_of_the_recursion(act, depth, seed, per_neuron):
 def _previous_phi(ws, act, per_neuron):
     if len(ws) == 1:
         return np.eye(ws[0].shape[1])
-    return linearized_covariances(ws[:-1], act, per_neuron=per_neuron)[1]
+    return linearized_covariances(ws[:-1], act, per_neuron=per_neuron, second_order=False)[1]
 
 
 def _previous(ws, act, per_neuron=False):
     if len(ws) == 1:
         return np.eye(ws[0].shape[1])
-    omega, _, _ = linearized_covariances(ws[:-1], act, per_neuron=per_neuron)
+    omega, _, _ = linearized_covariances(ws[:-1], act, per_neuron=per_neuron, second_order=False)
     return omega
 
 
