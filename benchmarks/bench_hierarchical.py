@@ -1,22 +1,28 @@
 """Benchmark: one epoch of full-batch Adam on the three-layer network of the hierarchical model.
 
-Point (issue 8): d = 40, m1 = 1600, m2 = 1000, n = 2^17, μP, full batch. One epoch = one forward
-+ backward pass over all n rows and one Adam update of every tensor.
+Point (issues 8 and 17): d = 40, m1 = 1600, m2 = 1000, n = 2^17, μP, full batch. One epoch = one
+forward + backward pass over all n rows and one Adam update of every tensor.
 
-* Ours: :func:`simulations.hierarchical.loss_and_gradient` machinery (blocks of rows, BLAS GEMMs
-  for Z = [X, 1][V, s]^T and ∂[V, s] = W^T [X, 1], fused Numba kernels for the cube, the ReLU
-  branch and W), float64 and float32, plus the update of the shared Adam
-  (:class:`simulations.optim.Adam`, the one :func:`~simulations.hierarchical.train_adam` uses).
-* Baseline: a plain numpy implementation of the same gradient (whole n × m1 arrays, one
+* Ours: the training pass of :mod:`simulations.hierarchical` (``_loss_grad``: 16 lanes of rows in
+  parallel, each in tiles small enough for Z to stay in cache; per tile the BLAS GEMMs
+  Z = [X, 1][V, s]^T and ∂[V, s] += W^T [X, 1], fused Numba kernels for the cube, δ and W, and
+  the ReLU branch through its sorted kinks), float64 and float32, plus the update of the shared
+  Adam (:class:`simulations.optim.Adam`, the one :func:`~simulations.hierarchical.train_adam` uses).
+* Baseline: a plain numpy implementation of the same gradient (whole n × m1 and n × m2 arrays, one
   expression per formula, Z*Z*Z rather than Z**3) and of the Adam update, float64.
 
-Each measurement runs in a fresh (spawned) process so that its peak memory
-(``ru_maxrss``) is its own; "data" is the training set itself (n × (d + 1) + n floats). The
-machine's matrix-multiply rate is measured first (4096^3 ``@``, best of 3, per dtype);
-"fraction of GEMM rate" = (GEMM flops of one epoch, 4 n m1 (d + 1)) / time / that rate.
+Everything runs in this one process, interleaved: each round times a 4096³ matrix product in
+float64, ours in float64, the 4096³ product in float32, ours in float32, and the baseline; the
+best round of each counts. "Fraction of the GEMM rate" = (GEMM flops of one epoch,
+4 n m1 (d + 1)) / time / (the rate of the 4096³ product of the same dtype in the same rounds).
+Both clocks are reported: wall time, and CPU time of the process (all its threads; on a shared,
+loaded machine the wall clock also counts the time other processes hold the cores, the CPU
+time does not, while threads that spin waiting for work count in it). Memory: the peak of the
+arrays allocated during one epoch, beyond those held before it (tracemalloc traces numpy's
+allocations); "data" is the training set itself (n × (d + 1) + n floats).
 
-Run: ``python benchmarks/bench_hierarchical.py`` (about a minute on 2 cores), ``--small`` for
-d = 16, m1 = 256, n = 2^14.
+Run: ``python benchmarks/bench_hierarchical.py`` (about a minute on 2 idle cores, 9 GB for the
+baseline), ``--small`` for d = 16, m1 = 256, n = 2^14.
 """
 from __future__ import annotations
 
@@ -25,16 +31,10 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import gemm_rates as _gemm_rates, in_child, peak_mb as _peak_mb  # noqa: E402
-
-
 
 
 def gemm_flops(n, m1, d):
@@ -66,26 +66,6 @@ def _adam(net, grads, moments, step, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
         param -= lr * (m / (1 - b1**step)) / (np.sqrt(v / (1 - b2**step)) + eps)
 
 
-def _run_ours(d, m1, m2, n, dtype, repeats):
-    from simulations.optim import Adam
-
-    S, net, X1, y = _setup(d, m1, m2, n, dtype)
-    eng = S._Engine(m1, m2, d, S.BLOCK, np.dtype(dtype))
-    opt = Adam(list(net.tensors().values()), lr=1e-3)
-    S._loss_grad(net, X1[: 4 * S.BLOCK], y[: 4 * S.BLOCK], eng, S.BLOCK)  # compile / warm up
-    opt.step([np.zeros_like(p) for p in opt.params], lr=0.0)  # compile the Adam kernels
-    opt.t = 0
-    base = _peak_mb()
-    times = []
-    loss = None
-    for r in range(repeats):
-        t = time.perf_counter()
-        loss, grads = S._loss_grad(net, X1, y, eng, S.BLOCK)
-        opt.step([grads[k] for k in net.tensors()])
-        times.append(time.perf_counter() - t)
-    return min(times), loss, _peak_mb(), base
-
-
 def numpy_epoch(net, X, y):
     """Plain numpy loss + gradient (whole arrays), same model and formulas."""
     n, d = X.shape
@@ -107,27 +87,59 @@ def numpy_epoch(net, X, y):
     return 0.5 * np.mean((f - y) ** 2), grads
 
 
-def _run_numpy(d, m1, m2, n, repeats):
+def _ours(d, m1, m2, n, dtype):
+    """One epoch of ours (a closure) after compiling and warming up; returns (epoch, loss box)."""
+    from simulations.optim import Adam
+
+    S, net, X1, y = _setup(d, m1, m2, n, dtype)
+    eng = S._Engine(m1, m2, d, S.BLOCK, np.dtype(dtype))
+    opt = Adam(list(net.tensors().values()), lr=1e-3)
+    S._loss_grad(net, X1[: 4 * S.BLOCK], y[: 4 * S.BLOCK], eng, S.BLOCK)  # compile / warm up
+    opt.step([np.zeros_like(p) for p in opt.params], lr=0.0)  # compile the Adam kernels
+    opt.t = 0
+    out = {}
+
+    def epoch():
+        out["loss"], grads = S._loss_grad(net, X1, y, eng, S.BLOCK)
+        opt.step([grads[k] for k in net.tensors()])
+    return epoch, out
+
+
+def _baseline(d, m1, m2, n):
     _, net, X1, y = _setup(d, m1, m2, n, "float64")
     X = np.ascontiguousarray(X1[:, :d])
     moments = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in net.tensors().items()}
-    base = _peak_mb()
-    times = []
-    loss = None
-    for r in range(repeats):
-        t = time.perf_counter()
-        loss, grads = numpy_epoch(net, X, y)
-        _adam(net, grads, moments, r + 1)
-        times.append(time.perf_counter() - t)
-    return min(times), loss, _peak_mb(), base
+    out = {"step": 0}
+
+    def epoch():
+        out["step"] += 1
+        out["loss"], grads = numpy_epoch(net, X, y)
+        _adam(net, grads, moments, out["step"])
+    return epoch, out
 
 
+def _gemm(dtype, size=4096):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((size, size)).astype(dtype)
+    B = rng.standard_normal((size, size)).astype(dtype)
+    return lambda: A @ B
 
 
-def _timed(fn):
-    t = time.perf_counter()
+def _timed(fn) -> tuple[float, float]:
+    w, c = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def _transient_mb(fn) -> float:
+    """Peak MiB of the arrays allocated during one call, beyond those held before it."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / 2**20
 
 
 def main(argv=None):
@@ -137,27 +149,31 @@ def main(argv=None):
     ap.add_argument("--m1", type=int, default=1600)
     ap.add_argument("--m2", type=int, default=1000)
     ap.add_argument("--n", type=int, default=1 << 17)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     d, m1, m2, n = (16, 256, 1000, 1 << 14) if args.small else (args.d, args.m1, args.m2, args.n)
-    rates = in_child(_gemm_rates)
-    print(f"machine GEMM rate (4096^3 @): float64 {rates['float64'] / 1e9:.1f} GFLOP/s, "
-          f"float32 {rates['float32'] / 1e9:.1f} GFLOP/s")
-    data_mb = (n * (d + 1) * 8 + n * 8 * 2) / 2**20
-    print(f"one full-batch Adam epoch: d = {d}, m1 = {m1}, m2 = {m2}, n = {n}  "
-          f"(GEMM flops {gemm_flops(n, m1, d) / 1e9:.1f} G; training data {data_mb:.0f} MB)")
-    results = {}
-    for label, fn, fargs in [("ours float64", _run_ours, (d, m1, m2, n, "float64", args.repeats)),
-                             ("ours float32", _run_ours, (d, m1, m2, n, "float32", args.repeats)),
-                             ("numpy float64", _run_numpy, (d, m1, m2, n, args.repeats))]:
-        t, loss, peak, base = in_child(fn, *fargs)
-        results[label] = t
-        rate = rates["float32" if "float32" in label else "float64"]
-        frac = gemm_flops(n, m1, d) / t / rate
-        print(f"  {label:14s} {t:7.3f} s/epoch  loss {loss:.6f}  GEMM-rate fraction {frac:5.1%}  "
-              f"peak RSS {peak:7.0f} MB (after setup {base:.0f} MB, +{peak - base:.0f} MB)")
-    print(f"speed-up vs numpy: float64 {results['numpy float64'] / results['ours float64']:.2f}x, "
-          f"float32 {results['numpy float64'] / results['ours float32']:.2f}x")
+    flops = gemm_flops(n, m1, d)
+    print(f"one full-batch Adam epoch: d = {d}, m1 = {m1}, m2 = {m2}, n = {n}  (GEMM flops {flops / 1e9:.1f} G; "
+          f"training data {(n * (d + 1) * 8 + n * 8 * 2) / 2**20:.0f} MB)")
+    runs = {"gemm float64": (_gemm(np.float64), {}), "ours float64": _ours(d, m1, m2, n, "float64"),
+            "gemm float32": (_gemm(np.float32), {}), "ours float32": _ours(d, m1, m2, n, "float32"),
+            "numpy float64": _baseline(d, m1, m2, n)}
+    memory = {k: _transient_mb(fn) for k, (fn, _) in runs.items() if not k.startswith("gemm")}
+    best = {k: (np.inf, np.inf) for k in runs}
+    for _ in range(args.rounds):
+        for k, (fn, _) in runs.items():
+            best[k] = tuple(map(min, best[k], _timed(fn)))
+    rate = {dt: [2.0 * 4096**3 / t for t in best[f"gemm {dt}"]] for dt in ("float64", "float32")}
+    print(f"GEMM rate (4096³ @, best of {args.rounds} rounds): float64 {rate['float64'][0] / 1e9:.1f} GFLOP/s wall, "
+          f"{rate['float64'][1] / 1e9:.1f} per CPU-second; float32 {rate['float32'][0] / 1e9:.1f} wall, "
+          f"{rate['float32'][1] / 1e9:.1f} per CPU-second")
+    for k in ("ours float64", "ours float32", "numpy float64"):
+        (tw, tc), r = best[k], rate[k.split()[1]]
+        print(f"  {k:14s} {tw:7.3f} s/epoch wall ({flops / tw / r[0]:5.1%} of the GEMM rate), {tc:7.3f} CPU-s "
+              f"({flops / tc / r[1]:5.1%})  loss {runs[k][1]['loss']:.6f}  memory during an epoch +{memory[k]:.0f} MB")
+    base = best["numpy float64"]
+    for k in ("ours float64", "ours float32"):
+        print(f"speed-up of {k} over numpy float64: {base[0] / best[k][0]:.2f}x wall, {base[1] / best[k][1]:.2f}x CPU")
 
 
 if __name__ == "__main__":

@@ -139,8 +139,20 @@ def _figure(res: dict, method: str, kappas, seeds: int, stage1_baseline: bool) -
                              "test loss per κ: SE over seeds": dict(zip(_keys(kap), map(float, dec_se))),
                              "largest Monte-Carlo SE of a decomposed test loss":
                                  float(np.max(r["test_loss_dec_se"].values))}
-    fit, check = crossing_exponent(dims, crossings, name=f"n* ∝ d^3 ({method})")
+    check = _exponent_panel(dims, crossings, method, level, series, notes)
     checks.insert(0, check)
+    # the collapse: spread across d of the mean correlation at equal n/d³ vs at equal n
+    if len(dims) > 1:
+        corr = np.array([res[d]["abs_corr"].mean for d in dims])
+        notes["spread across d of mean |corr| at equal n/d³ (max over κ)"] = float(np.max(np.ptp(corr, axis=0)))
+    return panels, series, notes, checks
+
+
+def _exponent_panel(dims, crossings, method: str, level: float, series: list, notes: dict):
+    """The n*(d) panel (measured n* with bootstrap SE, a d³ reference, the fit and, for layer-wise,
+    the stage-1 heuristic's n* at the same level) into ``series`` and ``notes``; returns the check
+    that 3 lies in the 95 % interval of the fitted exponent."""
+    fit, check = crossing_exponent(dims, crossings, name=f"n* ∝ d^3 ({method})")
     dd = np.array(dims, dtype=float)
     ns = np.array([c["n_star"] for c in crossings])
     se = np.array([c["se"] for c in crossings])
@@ -151,33 +163,50 @@ def _figure(res: dict, method: str, kappas, seeds: int, stage1_baseline: bool) -
         ref = float(np.exp(np.mean(np.log(ns[ok]) - 3 * np.log(dd[ok]))))
         series.append(Series(panel="n* vs d", name="d³ reference", theory_x=dd, theory_y=ref * dd ** 3,
                              style={"color": "0.5", "ls": "--", "lw": 1.0}))
+    if method == "layerwise":  # the stage-1 heuristic's own n*(d) at this level: ∝ d³ only as d → ∞
+        heur = np.array([threshold_n(d, corr=level) for d in dims])
+        series.append(Series(panel="n* vs d", name=f"stage-1 heuristic at corr {level:g}", theory_x=dd,
+                             theory_y=heur, style={"color": "C2", "ls": ":", "lw": 1.2}))
+        if len(dims) > 1:
+            notes[f"stage-1 heuristic n*(d) at corr {level:g} and its exponent over these d"] = {
+                "n*": dict(zip(map(str, dims), map(float, heur))),
+                "exponent": float(np.polyfit(np.log(dd), np.log(heur), 1)[0])}
     if fit is not None:
         series.append(Series(panel="n* vs d", name=f"fit: exponent {fit.exponent:.2f} ± {fit.se:.2f}",
                              theory_x=dd, theory_y=fit.prefactor * dd ** fit.exponent,
                              style={"color": "C3", "lw": 1.2}))
         notes["fitted exponent of n*(d)"] = {"exponent": fit.exponent, "se": fit.se,
                                              "95% interval": list(fit.interval), "dimensions": fit.n_points}
-    # the collapse: spread across d of the mean correlation at equal n/d³ vs at equal n
-    if len(dims) > 1:
-        corr = np.array([res[d]["abs_corr"].mean for d in dims])
-        notes["spread across d of mean |corr| at equal n/d³ (max over κ)"] = float(np.max(np.ptp(corr, axis=0)))
-    return panels, series, notes, checks
+    return check
 
 
-def _layerwise_sizes(quick: bool, dims) -> dict:
-    if quick:
-        return dict(dims=dims or [4, 5, 6, 8], kappas=[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 32.0], n_test=1 << 16, m2=200)
-    return dict(dims=dims or [16, 24, 32, 40], kappas=[2.0 ** k for k in range(-4, 5)], n_test=1 << 18, m2=1000)
+def _layerwise_sizes(size: Size, dims) -> dict:
+    """quick: d = 4–8 (CI); medium: four d ≥ 16, κ = 1/4 … 2 around the crossing (≈ 1/2–1; ≈ 6
+    core-minutes: d = 28 at κ = 2 is half a minute per task); full: the paper's d and κ."""
+    s = size.pick(
+        quick=dict(dims=[4, 5, 6, 8], kappas=[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 32.0], n_test=1 << 16, m2=200),
+        medium=dict(dims=[16, 20, 24, 28], kappas=[0.25, 0.5, 1.0, 2.0], n_test=1 << 16, m2=400),
+        full=dict(dims=[16, 24, 32, 40], kappas=[2.0 ** k for k in range(-4, 5)], n_test=1 << 18, m2=1000))
+    return {**s, "dims": dims or s["dims"]}
+
+
+def _cubic_width(size: Size, d: int) -> int:
+    """m1 ≥ C(d+3, 3), so that the cubic features span every polynomial of degree ≤ 3: the next power
+    of 2 (quick, full), the next multiple of 64 at medium (the stage-1 Gram matrix costs n m1²:
+    4544 rather than 8192 at d = 28)."""
+    if size == "medium":
+        return -(-_d3(d) // 64) * 64
+    return 1 << math.ceil(math.log2(_d3(d)))
 
 
 @register("hierarchical-layerwise", "Layer-wise Algorithm 1 on h = C_d p³: feature correlation and test loss vs "
-          "n and n/d³ for several d, with the kernel level and the stage-1 threshold", quick_seeds=5, full_seeds=5)
+          "n and n/d³ for several d, with the kernel level and the stage-1 threshold", quick_seeds=5, full_seeds=5,
+          medium_seeds=4)
 def hierarchical_layerwise(size: Size, sweep: Sweeper, dims=None) -> ExperimentOutput:
-    quick = size.quick
-    s = _layerwise_sizes(quick, None if dims is None else _check_dims(dims))
+    s = _layerwise_sizes(size, None if dims is None else _check_dims(dims))
 
-    def per_d(d):  # m1 ≥ C(d+3, 3): the cubic features span every polynomial of degree ≤ 3
-        return dict(m1=1 << math.ceil(math.log2(_d3(d))), m2=s["m2"], n_test=s["n_test"])
+    def per_d(d):
+        return dict(m1=_cubic_width(size, d), m2=s["m2"], n_test=s["n_test"])
 
     res = _run(sweep, "layerwise", s["dims"], s["kappas"], per_d)
     panels, series, notes, checks = _figure(res, "layerwise", s["kappas"], sweep.seeds, stage1_baseline=True)
@@ -187,20 +216,23 @@ def hierarchical_layerwise(size: Size, sweep: Sweeper, dims=None) -> ExperimentO
                             notes=notes, checks=checks)
 
 
-def _adam_sizes(quick: bool, dims) -> dict:
-    if quick:
-        return dict(dims=dims or [4, 5, 6, 8], kappas=[0.125, 0.25, 0.5, 1.0, 2.0, 8.0], n_test=1 << 15, m2=200,
-                    lr=1e-2, max_steps=1000,
-                    patience=300)
-    return dict(dims=dims or [16, 24, 32, 40], kappas=[2.0 ** k for k in range(-4, 5)], n_test=1 << 17, m2=1000,
-                lr=1e-2, max_steps=20000, patience=1000)
+def _adam_sizes(size: Size, dims) -> dict:
+    """quick: d = 4–8 (CI); medium: four d ≥ 16, κ = 1/16 … 1 around the crossing (≈ 1/4), 1000
+    steps (≈ 16 core-minutes: one step at d = 28, κ = 1 is ≈ 0.1 s); full: the paper's d and κ."""
+    s = size.pick(
+        quick=dict(dims=[4, 5, 6, 8], kappas=[0.125, 0.25, 0.5, 1.0, 2.0, 8.0], n_test=1 << 15, m2=200,
+                   lr=1e-2, max_steps=1000, patience=300),
+        medium=dict(dims=[16, 20, 24, 28], kappas=[2.0 ** k for k in range(-4, 1)], n_test=1 << 15, m2=200,
+                    lr=1e-2, max_steps=1000, patience=300),
+        full=dict(dims=[16, 24, 32, 40], kappas=[2.0 ** k for k in range(-4, 5)], n_test=1 << 17, m2=1000,
+                  lr=1e-2, max_steps=20000, patience=1000))
+    return {**s, "dims": dims or s["dims"]}
 
 
 @register("hierarchical-adam", "End-to-end Adam (μP) on h = C_d p³: feature correlation and test loss vs n and "
-          "n/d³ for several d, with the kernel level", quick_seeds=3, full_seeds=5)
+          "n/d³ for several d, with the kernel level", quick_seeds=3, full_seeds=5, medium_seeds=3)
 def hierarchical_adam(size: Size, sweep: Sweeper, dims=None, max_steps=None) -> ExperimentOutput:
-    quick = size.quick
-    s = _adam_sizes(quick, None if dims is None else _check_dims(dims))
+    s = _adam_sizes(size, None if dims is None else _check_dims(dims))
     if max_steps is not None:  # a cheaper cap than the default 20000 steps (reported in the parameters)
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise InputError(f"max_steps must be a positive integer, got {max_steps!r}")
