@@ -179,3 +179,17 @@ def test_mean_argument_is_checked():
         gaussian.kappas("relu", [1.0, 2.0], mean=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="closed form"):
         gaussian.kappas("softplus", 1.0, mean=0.5, method="exact")
+
+
+def test_second_order_falls_back_with_a_warning_where_it_breaks_positivity():
+    """A 3-layer relu network of 12 units on d = 8 (the terms (E-2) are not small there): the joint
+    covariance of (φ, x) would be indefinite, so the first-order moments come back with a warning."""
+    rng = np.random.default_rng(8)
+    ws = [rng.standard_normal((12, a)) / np.sqrt(a) for a in (8, 12, 12)]
+    with pytest.warns(UserWarning, match="indefinite"):
+        second = linearized_covariances(ws, "relu", per_neuron=True)
+    first = linearized_covariances(ws, "relu", per_neuron=True, second_order=False)
+    for a, b in zip(second, first):
+        np.testing.assert_array_equal(a, b)
+    joint = np.block([[second[0], second[1]], [second[1].T, second[2]]])
+    assert np.linalg.eigvalsh(joint).min() >= -1e-12
