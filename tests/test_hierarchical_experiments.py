@@ -1,5 +1,6 @@
 """Hierarchical-polynomial experiments at quick size: the n/d³ picture, stated with error bars."""
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -131,3 +132,20 @@ def test_replicas_are_paired_in_n_and_independent_across_d_methods_and_root_seed
         assert not np.array_equal(t, adam[d]["test"].values)         # methods differ
         assert not np.array_equal(t, other_root[d]["test"].values)   # root seeds differ
     assert not np.array_equal(lw[6]["test"].values, lw[8]["test"].values)  # dimensions differ
+
+
+def test_medium_sizes_can_measure_the_exponent():
+    """Medium: at least four dimensions, all ≥ 16 (the exponent fit needs four bracketed n*), the same
+    d for both methods, a κ grid around each method's crossing, and the layer-wise cubic width
+    m1 ≥ C(d + 3, 3) rounded up to a multiple of 64 (quick keeps powers of 2)."""
+    from asymptotics.experiments import Size
+    from asymptotics.experiments import hierarchical as H
+
+    medium = Size("medium")
+    lw, adam = H._layerwise_sizes(medium, None), H._adam_sizes(medium, None)
+    assert len(lw["dims"]) >= 4 and min(lw["dims"]) >= 16 and lw["dims"] == adam["dims"]
+    assert min(lw["kappas"]) <= 0.25 < 1 <= max(lw["kappas"]) and min(adam["kappas"]) <= 0.125 < 0.5 < max(adam["kappas"])
+    for d in lw["dims"]:
+        m1 = H._cubic_width(medium, d)
+        assert m1 % 64 == 0 and math.comb(d + 3, 3) <= m1 < math.comb(d + 3, 3) + 64
+    assert H._cubic_width(Size("quick"), 6) == 128 and H._layerwise_sizes(Size("quick"), None)["dims"] == [4, 5, 6, 8]
