@@ -27,7 +27,7 @@ from asymptotics import experiments
 from asymptotics.compare import Panel, Series
 
 @experiments.register("atomic-probe", "test experiment: y = root seed", quick_seeds=1, full_seeds=1)
-def probe(quick, sweep):
+def probe(size, sweep):
     x = np.arange(1, 2001, dtype=float)
     s = Series("p", "y=seed", sim_x=x, sim_mean=np.full(x.size, float(sweep.root_seed)),
                sim_std=np.zeros(x.size), n_seeds=1)

@@ -200,9 +200,8 @@ def _tiny_task_cases():
         (mnist_even_odd_task, TrainedSpec(data="digits", widths=[4], activation="relu", epochs=1, lr=1e-3,
                                           snapshots=[0], ns=[5], lams=[1.0], repeats=2)),
         (synthetic_trained_task, SyntheticTrainedSpec(d=6, k=5, widths=(8,), activation="tanh", init="gauss",
-                                                      epochs=3, lr=1e-2, snapshots=(0, 3), n_adam=40, n_cov=60,
-                                                      n_reg=30, n_test=50, ns=(10, 20), lams=(0.01, 0.1),
-                                                      repeats=2)),
+                                                      epochs=3, lr=1e-2, snapshots=(0, 3), n_adam=40, n_test=60,
+                                                      ns=(10, 20), lams=(0.01, 0.1), repeats=2)),
     ]
 
 
