@@ -187,9 +187,7 @@ def feature_mean(weights: Sequence, activations, input_covariance=None, *, per_n
     if not isinstance(second_order, (bool, np.bool_)):
         raise TypeError(f"second_order must be True or False, got {second_order!r}")
     student = list(weights)
-    sigma = _input_covariance(input_covariance, student)
-    mats = _check_chain(student, "weights", sigma.shape[0])
-    acts = _check_activations(activations, len(mats), "activations")
+    sigma, mats, acts = _student_chain(student, activations, input_covariance)
     skew = _SecondOrder() if second_order and per_neuron and not all(a.is_odd for a in acts) else None
     omega, mean = sigma, np.zeros(sigma.shape[0])
     for w, act in zip(mats, acts):
@@ -238,9 +236,7 @@ def linearized_covariances(weights: Sequence, activations, teacher_weights: Sequ
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
     student = list(weights)
-    sigma = _input_covariance(input_covariance, student)
-    mats = _check_chain(student, "weights", sigma.shape[0])
-    acts = _check_activations(activations, len(mats), "activations")
+    sigma, mats, acts = _student_chain(student, activations, input_covariance)
     t_mats, t_acts = _teacher_chain(teacher_weights, teacher_activations, sigma.shape[0])
     shared = _shared_layers(shared_layers, student, teacher_weights, mats, acts, t_mats, t_acts)
     # (E-2): per neuron only (the mean-variance convention stays the published first-order one);
@@ -282,6 +278,13 @@ def _propagate(sigma, chains, per_neuron, second_order):
         cross = (cross @ t_mats[j].T) * k1t[None, :]
         psi = psi_new
     return omega, cross, psi, mean, t_mean
+
+
+def _student_chain(student: list, activations, input_covariance) -> tuple[np.ndarray, list, list]:
+    """Σ, the checked weight matrices and the activations of a student chain."""
+    sigma = _input_covariance(input_covariance, student)
+    mats = _check_chain(student, "weights", sigma.shape[0])
+    return sigma, mats, _check_activations(activations, len(mats), "activations")
 
 
 def _input_covariance(input_covariance, student: list) -> np.ndarray:
@@ -402,9 +405,7 @@ def kernel_covariances(weights: Sequence, activations, input_covariance=None, *,
     coefficients are evaluated at each neuron's own variance. Weights are used as given.
     """
     student = list(weights)
-    sigma = _input_covariance(input_covariance, student)
-    mats = _check_chain(student, "weights", sigma.shape[0])
-    acts = _check_activations(activations, len(mats), "activations")
+    sigma, mats, acts = _student_chain(student, activations, input_covariance)
     even = sorted({a.name for a in acts if not a.is_odd})
     if even:
         raise ValueError(f"activations must be odd for kernel_covariances, got {even}: "

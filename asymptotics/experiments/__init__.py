@@ -272,14 +272,8 @@ def run(name: str, *, quick: bool = False, size: str | None = None, out="results
     """
     exp = get(name)
     size = resolve_size(quick, size)
-    n_seeds = exp.default_seeds[size] if seeds is None else seeds
-    if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
-        raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
-    try:
-        config = SweepConfig(backend=backend, workers=workers, cache=cache, scheduler=scheduler, quiet=quiet,
-                             seeds=n_seeds, root_seed=seed, connect_timeout=connect_timeout)
-    except (ValueError, TypeError) as exc:  # the settings' own validation: a user error
-        raise InputError(str(exc)) from None
+    config = _sweep_config(exp, size, seeds, backend=backend, workers=workers, cache=cache, scheduler=scheduler,
+                           quiet=quiet, root_seed=seed, connect_timeout=connect_timeout)
     kwargs = _experiment_kwargs(exp, data, options)
     out = _output_folder(out)
     if cache is not None:
@@ -328,14 +322,8 @@ def estimate(name: str, *, quick: bool = False, size: str | None = None, seeds: 
 
     exp = get(name)
     size = resolve_size(quick, size)
-    n_seeds = exp.default_seeds[size] if seeds is None else seeds
-    if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
-        raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
-    try:
-        config = SweepConfig(backend=backend, workers=workers, cache=cache, scheduler=scheduler, seeds=n_seeds,
-                             root_seed=seed, quiet=True)
-    except (ValueError, TypeError) as exc:
-        raise InputError(str(exc)) from None
+    config = _sweep_config(exp, size, seeds, backend=backend, workers=workers, cache=cache, scheduler=scheduler,
+                           quiet=True, root_seed=seed)
     kwargs = _experiment_kwargs(exp, data, options)
     if cache is not None:
         _check_cache(cache)
@@ -629,6 +617,18 @@ def agreement_block(result: ExperimentOutput) -> dict:
     pointwise = pointwise_from_series(result.series)
     checks = ([pointwise] if pointwise is not None else []) + list(result.checks)
     return {**series_agreement(result.series), **checks_block(checks)}
+
+
+def _sweep_config(exp: Experiment, size: Size, seeds, **settings) -> SweepConfig:
+    """The validated sweep settings of a run or an estimate: the experiment's seeds for this size
+    unless ``seeds`` is given (at most :data:`MAX_SEEDS`); bad settings are an :class:`InputError`."""
+    n_seeds = exp.default_seeds[size] if seeds is None else seeds
+    if isinstance(n_seeds, int) and not isinstance(n_seeds, bool) and n_seeds > MAX_SEEDS:
+        raise InputError(f"seeds must be at most {MAX_SEEDS}, got {n_seeds}")
+    try:
+        return SweepConfig(seeds=n_seeds, **settings)
+    except (ValueError, TypeError) as exc:  # the settings' own validation: a user error
+        raise InputError(str(exc)) from None
 
 
 def resolve_size(quick: bool, size) -> Size:
